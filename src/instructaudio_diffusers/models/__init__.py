@@ -1,3 +1,5 @@
 """Models: know nothing of pipelines. One model per file."""
 
 from .autoencoder_kl_mel import AutoencoderKLMel
+from .vocoder_griffin_lim import GriffinLimVocoder
+from .vocoder_hifigan import HifiGanVocoder, VocoderOutput
