@@ -1,5 +1,6 @@
 """Models: know nothing of pipelines. One model per file."""
 
 from .autoencoder_kl_mel import AutoencoderKLMel
+from .transformer_instructaudio import InstructAudioTransformerModel, InstructAudioTransformerOutput
 from .vocoder_griffin_lim import GriffinLimVocoder
 from .vocoder_hifigan import HifiGanVocoder, VocoderOutput
