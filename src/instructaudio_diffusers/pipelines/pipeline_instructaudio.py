@@ -1,0 +1,543 @@
+"""`InstructAudioPipeline`: instruction + text/lyrics -> speech, dialogue or music."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+
+import torch
+from diffusers.pipelines.pipeline_utils import AudioPipelineOutput, DiffusionPipeline
+from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
+from diffusers.utils import logging
+from diffusers.utils.torch_utils import randn_tensor
+from huggingface_hub import snapshot_download
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..models import AutoencoderKLMel, InstructAudioTransformerModel
+from ..processing import InstructAudioProcessor
+from .model_card import write_model_card
+
+logger = logging.get_logger(__name__)
+
+OUTPUT_TYPES = ("np", "pt", "latent", "mel")
+#: Length used for instrumental music (empty text) when the caller gives no `audio_length_in_s`.
+DEFAULT_MUSIC_LENGTH_IN_S = 10.0
+
+
+def flow_matching_sigmas(num_inference_steps: int, sway_sampling_coef: float | None = None) -> list[float]:
+    """Noise levels for the Euler sampler, from 1 (noise) towards 0 (data), one per step.
+
+    With `sway_sampling_coef` (F5-TTS' sway sampling, negative values such as -1 spend more steps at
+    high noise) the data-time `t = 1 - sigma` is warped as `t + s * (cos(pi / 2 * t) - 1 + t)`.
+    """
+    t = torch.linspace(0.0, 1.0, num_inference_steps + 1, dtype=torch.float64)[:-1]
+    if sway_sampling_coef is not None:
+        t = t + sway_sampling_coef * (torch.cos(math.pi / 2 * t) - 1 + t)
+    return (1.0 - t).tolist()
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
+    """`(B,)` lengths -> `(B, max_length)` boolean mask, True on valid positions."""
+    return torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class InstructAudioPipeline(DiffusionPipeline):
+    r"""Generate speech, two-speaker dialogue or music from a natural-language instruction and a text.
+
+    Components:
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): Tokenizer of the instruction encoder.
+        text_encoder ([`~transformers.PreTrainedModel`]): Frozen instruction encoder; its last hidden state
+            conditions the transformer.
+        processor ([`InstructAudioProcessor`]): Text/lyrics -> phoneme ids (normalization, G2P, tags).
+        transformer ([`InstructAudioTransformerModel`]): The flow-matching MM-DiT and duration predictor.
+        vae ([`AutoencoderKLMel`]): Mel-VAE; holds the mel configuration for the whole pipeline.
+        vocoder: Mel -> waveform ([`HifiGanVocoder`] or the weight-free [`GriffinLimVocoder`]).
+        scheduler ([`~diffusers.FlowMatchEulerDiscreteScheduler`]): Euler sampler driven by explicit sigmas.
+    """
+
+    model_cpu_offload_seq = "text_encoder->transformer->vae->vocoder"
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        text_encoder: PreTrainedModel,
+        processor: InstructAudioProcessor,
+        transformer: InstructAudioTransformerModel,
+        vae: AutoencoderKLMel,
+        vocoder: torch.nn.Module,
+        scheduler: FlowMatchEulerDiscreteScheduler,
+    ):
+        super().__init__()
+        self.register_modules(
+            tokenizer=tokenizer,
+            text_encoder=text_encoder,
+            processor=processor,
+            transformer=transformer,
+            vae=vae,
+            vocoder=vocoder,
+            scheduler=scheduler,
+        )
+        self._check_components()
+
+    # ----------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs
+    ) -> InstructAudioPipeline:
+        """Load from a local folder or a Hub repo id.
+
+        diffusers' own download step refuses components whose library is not diffusers/transformers, so a
+        repo id is first fetched (or found in the local Hub cache) with `snapshot_download`.
+        """
+        path = str(pretrained_model_name_or_path)
+        if not os.path.isdir(path):
+            download_kwargs = {
+                key: kwargs.pop(key)
+                for key in ("cache_dir", "revision", "token", "force_download", "local_files_only")
+                if key in kwargs
+            }
+            path = snapshot_download(path, **download_kwargs)
+        return super().from_pretrained(path, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """Save every component and a model card (`README.md`) unless the folder already has one."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        write_model_card(save_directory)
+
+    # ----------------------------------------------------------------------------------- properties
+    @property
+    def sampling_rate(self) -> int:
+        """Sample rate of the generated audio in Hz (from the VAE's mel configuration)."""
+        return self.vae.config.sampling_rate
+
+    @property
+    def samples_per_latent_frame(self) -> int:
+        return self.vae.config.hop_length * self.vae.time_downsample_factor
+
+    @property
+    def max_audio_length_in_s(self) -> float:
+        """Longest audio the transformer can place."""
+        return self.transformer.config.max_audio_frames * self.samples_per_latent_frame / self.sampling_rate
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1.0
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        return getattr(self, "_interrupt", False)
+
+    def _check_components(self) -> None:
+        vae, vocoder, transformer = self.vae, self.vocoder, self.transformer
+        if vae is not None and vocoder is not None:
+            voc = vocoder.config
+            if voc.n_mels != vae.config.n_mels or voc.sampling_rate != vae.config.sampling_rate:
+                raise ValueError(
+                    f"vocoder expects {voc.n_mels} mels at {voc.sampling_rate} Hz but the VAE produces "
+                    f"{vae.config.n_mels} mels at {vae.config.sampling_rate} Hz."
+                )
+            if vocoder.hop_length != vae.config.hop_length:
+                raise ValueError(f"vocoder hop {vocoder.hop_length} != VAE mel hop {vae.config.hop_length}.")
+        if (
+            vae is not None
+            and transformer is not None
+            and transformer.config.in_channels != vae.config.latent_channels
+        ):
+            raise ValueError(
+                f"transformer takes {transformer.config.in_channels} latent channels, VAE has {vae.config.latent_channels}."
+            )
+        if (
+            transformer is not None
+            and self.processor is not None
+            and len(self.processor) > transformer.config.phoneme_vocab_size
+        ):
+            raise ValueError(
+                f"processor vocabulary ({len(self.processor)}) is larger than the transformer's phoneme "
+                f"embedding ({transformer.config.phoneme_vocab_size})."
+            )
+
+    # ----------------------------------------------------------------------------------- steps
+    def check_inputs(
+        self,
+        instructions: list[str] | None,
+        texts: list[str],
+        audio_length_in_s: float | list[float] | None,
+        num_inference_steps: int,
+        output_type: str,
+        negative_instruction: str | list[str] | None,
+        instruction_embeds: torch.Tensor | None,
+        instruction_attention_mask: torch.Tensor | None,
+        callback_on_step_end_tensor_inputs: list[str],
+    ) -> None:
+        if instructions is None and instruction_embeds is None:
+            raise ValueError("Give either `instruction` or `instruction_embeds`.")
+        if instructions is not None and instruction_embeds is not None:
+            raise ValueError("Give only one of `instruction` and `instruction_embeds`.")
+        if instructions is not None:
+            for i, instruction in enumerate(instructions):
+                if not isinstance(instruction, str) or not instruction.strip():
+                    raise ValueError(
+                        f"instruction {i} is empty: describe the voice or the music to generate."
+                    )
+        batch_size = len(instructions) if instructions is not None else instruction_embeds.shape[0]
+        if len(texts) != batch_size:
+            raise ValueError(
+                f"Got {batch_size} instructions but {len(texts)} texts; give one text per instruction."
+            )
+        if instruction_embeds is not None and (
+            instruction_attention_mask is None
+            or instruction_attention_mask.shape != instruction_embeds.shape[:2]
+        ):
+            raise ValueError(
+                "`instruction_attention_mask` of shape (batch, tokens) must accompany `instruction_embeds`."
+            )
+        if isinstance(negative_instruction, list) and len(negative_instruction) != batch_size:
+            raise ValueError(
+                f"Got {len(negative_instruction)} negative instructions for {batch_size} instructions."
+            )
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}.")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        if audio_length_in_s is not None:
+            lengths = audio_length_in_s if isinstance(audio_length_in_s, list) else [audio_length_in_s]
+            if isinstance(audio_length_in_s, list) and len(lengths) != batch_size:
+                raise ValueError(
+                    f"Got {len(lengths)} values of audio_length_in_s for {batch_size} instructions."
+                )
+            limit = self.max_audio_length_in_s
+            for length in lengths:
+                if not isinstance(length, (int, float)) or not 0 < length <= limit:
+                    raise ValueError(
+                        f"audio_length_in_s must be in (0, {limit:.1f}] seconds for this model, got {length!r}."
+                    )
+        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs may only name {self._callback_tensor_inputs}, got {unknown}."
+            )
+
+    def encode_instruction(
+        self,
+        instruction: str | list[str],
+        device: torch.device | None = None,
+        num_waveforms_per_prompt: int = 1,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode instructions with the frozen text encoder.
+
+        Returns:
+            `(embeds, attention_mask)` of shapes `(B * num_waveforms_per_prompt, L, D_enc)` and
+            `(B * num_waveforms_per_prompt, L)` (bool). Pass them back as `instruction_embeds` and
+            `instruction_attention_mask` to skip the encoder.
+        """
+        device = device or self._execution_device
+        instruction = [instruction] if isinstance(instruction, str) else list(instruction)
+        inputs = self.tokenizer(instruction, padding=True, truncation=True, return_tensors="pt")
+        input_ids = inputs.input_ids.to(device)
+        attention_mask = inputs.attention_mask.to(device)
+        with torch.no_grad():
+            embeds = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        embeds = embeds.to(self.transformer.dtype).repeat_interleave(num_waveforms_per_prompt, dim=0)
+        return embeds, attention_mask.bool().repeat_interleave(num_waveforms_per_prompt, dim=0)
+
+    def encode_text(self, texts: list[str], device: torch.device, num_waveforms_per_prompt: int):
+        """Phonemize texts/lyrics. Empty text means instrumental music (`[inst]`)."""
+        texts = [text if text.strip() else "[inst]" for text in texts]
+        encoded = self.processor(texts, padding=True, return_tensors="pt")
+        phoneme_ids = encoded["input_ids"].to(device).repeat_interleave(num_waveforms_per_prompt, dim=0)
+        phoneme_mask = (
+            encoded["attention_mask"].to(device).bool().repeat_interleave(num_waveforms_per_prompt, dim=0)
+        )
+        return phoneme_ids, phoneme_mask
+
+    def prepare_latent_frames(
+        self,
+        audio_length_in_s: float | list[float] | None,
+        texts: list[str],
+        latents: torch.Tensor | None,
+        text_condition_inputs: tuple[torch.Tensor, ...],
+        num_waveforms_per_prompt: int,
+    ) -> torch.Tensor:
+        """Latent frames per output item `(B * num_waveforms_per_prompt,)`.
+
+        Order of precedence: `audio_length_in_s`; the length of the given `latents`; instrumental music's
+        default length; the transformer's duration predictor.
+        """
+        batch = len(texts) * num_waveforms_per_prompt
+        device = text_condition_inputs[0].device
+        frame_rate = self.vae.latent_frame_rate
+        if audio_length_in_s is not None:
+            seconds = (
+                audio_length_in_s if isinstance(audio_length_in_s, list) else [audio_length_in_s] * len(texts)
+            )
+            frames = torch.tensor([max(1, round(s * frame_rate)) for s in seconds], device=device)
+            return frames.repeat_interleave(num_waveforms_per_prompt)
+        if latents is not None:
+            return torch.full((batch,), latents.shape[-1], device=device)
+        with torch.no_grad():
+            predicted = self.transformer.predict_duration(*text_condition_inputs).exp().round()
+        instrumental = torch.tensor([not t.strip() for t in texts], device=device).repeat_interleave(
+            num_waveforms_per_prompt
+        )
+        predicted = torch.where(
+            instrumental, torch.full_like(predicted, DEFAULT_MUSIC_LENGTH_IN_S * frame_rate), predicted
+        )
+        return predicted.clamp(1, self.transformer.config.max_audio_frames).long()
+
+    def prepare_latents(
+        self,
+        latent_frames: torch.Tensor,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Initial noise `(B, C, max(latent_frames))`, zero beyond each item's length.
+
+        Each item's noise is drawn at its own length from its own generator, so a seed gives the same audio
+        whether the item is generated alone or next to longer ones.
+        """
+        channels, batch, max_frames = (
+            self.transformer.config.in_channels,
+            len(latent_frames),
+            int(latent_frames.max()),
+        )
+        if latents is not None:
+            if latents.shape != (batch, channels, max_frames):
+                raise ValueError(
+                    f"latents must have shape {(batch, channels, max_frames)}, got {tuple(latents.shape)}."
+                )
+            return (
+                latents.to(device=device, dtype=dtype) * lengths_to_mask(latent_frames, max_frames)[:, None]
+            )
+        if isinstance(generator, list) and len(generator) != batch:
+            raise ValueError(
+                f"Got {len(generator)} generators for {batch} generated waveforms; give one per waveform."
+            )
+        noise = torch.zeros(batch, channels, max_frames, device=device, dtype=dtype)
+        for i, frames in enumerate(latent_frames.tolist()):
+            item_generator = generator[i] if isinstance(generator, list) else generator
+            noise[i, :, :frames] = randn_tensor(
+                (1, channels, frames), generator=item_generator, device=device, dtype=dtype
+            )[0]
+        return noise
+
+    def decode_latents(self, latents: torch.Tensor, latent_frames: torch.Tensor, output_type: str) -> list:
+        """Per item (so padding never touches a neighbour): latents -> mel -> waveform, cropped to length."""
+        outputs = []
+        for item, frames in zip(latents, latent_frames.tolist()):
+            item = item[None, :, :frames]
+            if output_type == "latent":
+                outputs.append(item[0])
+                continue
+            raw = self.vae.denormalize_latents(item.to(self.vae.dtype))
+            mel = self.vae.decode(raw, num_frames=frames * self.vae.time_downsample_factor).sample
+            outputs.append(mel[0] if output_type == "mel" else self._vocode(mel)[0])
+        if output_type == "np" or output_type == "mel":
+            outputs = [o.float().cpu().numpy() for o in outputs]
+        return outputs
+
+    def _vocode(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.vocoder(mel.to(self.vocoder.dtype), return_dict=False)[0]
+
+    # ----------------------------------------------------------------------------------- call
+    @torch.no_grad()
+    def __call__(
+        self,
+        instruction: str | list[str] | None = None,
+        text: str | list[str] | None = "",
+        audio_length_in_s: float | list[float] | None = None,
+        num_inference_steps: int = 32,
+        guidance_scale: float = 2.0,
+        negative_instruction: str | list[str] | None = None,
+        num_waveforms_per_prompt: int = 1,
+        sway_sampling_coef: float | None = -1.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        instruction_embeds: torch.Tensor | None = None,
+        instruction_attention_mask: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (diffusers' signature)
+    ) -> AudioPipelineOutput | tuple:
+        r"""Generate audio.
+
+        Args:
+            instruction (`str` or `list[str]`): What the audio should sound like ("An elderly man speaks slowly
+                in a sad tone", "Upbeat electronic dance track, bright synth lead").
+            text (`str` or `list[str]`): Words to speak, lyrics to sing (`[verse]`, `[chorus]` tags), or a
+                dialogue with `[S0]`/`[S1]` speaker tags. Empty text generates instrumental music.
+            audio_length_in_s (`float` or `list[float]`, *optional*): Length of each output; when absent,
+                the duration predictor decides (instrumental music: 10 s).
+            num_inference_steps (`int`, defaults to 32): Euler steps.
+            guidance_scale (`float`, defaults to 2.0): Classifier-free guidance; 1 disables it.
+            negative_instruction (`str` or `list[str]`, *optional*): Instruction to steer away from; by
+                default the unconditional branch has its instruction and its text dropped (masked out), as
+                in training's condition dropout.
+            num_waveforms_per_prompt (`int`, defaults to 1): Outputs per instruction.
+            sway_sampling_coef (`float`, *optional*, defaults to -1.0): Sway sampling of the noise levels;
+                `None` gives uniform steps.
+            generator (`torch.Generator` or a list, one per output): Source of the initial noise.
+            latents (`torch.Tensor`, *optional*): Initial noise `(B, C, T)` in normalised latent space.
+            instruction_embeds, instruction_attention_mask (`torch.Tensor`, *optional*): Precomputed output
+                of [`~InstructAudioPipeline.encode_instruction`], instead of `instruction`.
+            output_type (`str`, defaults to `"np"`): `"np"` / `"pt"` waveforms, `"mel"` log-mel, or
+                `"latent"` normalised latents.
+            return_dict (`bool`, defaults to `True`): Return an `AudioPipelineOutput` rather than a tuple.
+            callback_on_step_end (`Callable`, *optional*): Called as `(pipe, step, timestep, tensors)` after
+                each step; may return `{"latents": ...}` to replace them.
+            callback_on_step_end_tensor_inputs (`list[str]`): Tensors passed to the callback.
+
+        Returns:
+            [`~diffusers.AudioPipelineOutput`] whose `audios` is a list with one entry per output, each at its
+            own length: 1-D waveforms at `pipe.sampling_rate`, `(n_mels, frames)` mels or `(C, T)` latents.
+        """
+        # 1. Check inputs
+        instructions = [instruction] if isinstance(instruction, str) else instruction
+        batch_size = (
+            len(instructions)
+            if instructions is not None
+            else (instruction_embeds.shape[0] if instruction_embeds is not None else 0)
+        )
+        text = "" if text is None else text
+        texts = [text] * batch_size if isinstance(text, str) else list(text)
+        self.check_inputs(
+            instructions,
+            texts,
+            audio_length_in_s,
+            num_inference_steps,
+            output_type,
+            negative_instruction,
+            instruction_embeds,
+            instruction_attention_mask,
+            callback_on_step_end_tensor_inputs,
+        )
+        if num_waveforms_per_prompt < 1:
+            raise ValueError(f"num_waveforms_per_prompt must be >= 1, got {num_waveforms_per_prompt}.")
+        self._guidance_scale = guidance_scale
+        self._interrupt = False
+        device = self._execution_device
+
+        # 2. Encode the instruction (and the unconditional one for guidance)
+        if instruction_embeds is None:
+            instruction_embeds, instruction_attention_mask = self.encode_instruction(
+                instructions, device, num_waveforms_per_prompt
+            )
+        else:
+            instruction_embeds = instruction_embeds.to(device, self.transformer.dtype)
+            instruction_attention_mask = instruction_attention_mask.to(device).bool()
+
+        # 3. Phonemes
+        phoneme_ids, phoneme_mask = self.encode_text(texts, device, num_waveforms_per_prompt)
+        condition_inputs = (instruction_embeds, instruction_attention_mask, phoneme_ids, phoneme_mask)
+
+        # 4. Duration
+        latent_frames = self.prepare_latent_frames(
+            audio_length_in_s, texts, latents, condition_inputs, num_waveforms_per_prompt
+        )
+
+        # 5. Latents and masks
+        latents = self.prepare_latents(latent_frames, instruction_embeds.dtype, device, generator, latents)
+        audio_mask = lengths_to_mask(latent_frames, latents.shape[-1])
+
+        # 6. Conditioning, computed once for all steps; the guidance branch is batched with the conditional one
+        text_condition = self._prepare_text_condition(
+            condition_inputs, negative_instruction, batch_size, num_waveforms_per_prompt, device
+        )
+        if self.do_classifier_free_guidance:
+            audio_mask = torch.cat([audio_mask, audio_mask])
+
+        # 7. Sigmas
+        sigmas = flow_matching_sigmas(num_inference_steps, sway_sampling_coef)
+        self.scheduler.set_timesteps(sigmas=sigmas, device=device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+
+        # 8. Denoising loop
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+                latents = self._denoise_step(latents, t, text_condition, audio_mask)
+                if callback_on_step_end is not None:
+                    available = {"latents": latents}
+                    tensors = {name: available[name] for name in callback_on_step_end_tensor_inputs}
+                    latents = callback_on_step_end(self, i, t, tensors).pop("latents", latents)
+                progress_bar.update()
+
+        # 9. Decode
+        audios = self.decode_latents(latents, latent_frames, output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (audios,)
+        return AudioPipelineOutput(audios=audios)
+
+    def _prepare_text_condition(
+        self, condition_inputs, negative_instruction, batch_size, num_waveforms_per_prompt, device
+    ):
+        instruction_embeds, instruction_mask, phoneme_ids, phoneme_mask = condition_inputs
+        if self.do_classifier_free_guidance:
+            if negative_instruction is None:
+                # Dropped instruction, exactly as in training's condition dropout: every token masked out.
+                negative_embeds, negative_mask = (
+                    torch.zeros_like(instruction_embeds),
+                    torch.zeros_like(instruction_mask),
+                )
+            else:
+                negative = (
+                    [negative_instruction] * batch_size
+                    if isinstance(negative_instruction, str)
+                    else negative_instruction
+                )
+                negative_embeds, negative_mask = self.encode_instruction(
+                    negative, device, num_waveforms_per_prompt
+                )
+            instruction_embeds, instruction_mask = _concat_padded(
+                (instruction_embeds, instruction_mask), (negative_embeds, negative_mask)
+            )
+            # The unconditional branch also drops the text: every phoneme is masked out.
+            phoneme_ids = torch.cat([phoneme_ids, phoneme_ids])
+            phoneme_mask = torch.cat([phoneme_mask, torch.zeros_like(phoneme_mask)])
+        return self.transformer.encode_text_condition(
+            instruction_embeds, instruction_mask, phoneme_ids, phoneme_mask
+        )
+
+    def _denoise_step(self, latents, t, text_condition, audio_mask):
+        model_input = torch.cat([latents, latents]) if self.do_classifier_free_guidance else latents
+        timestep = t.expand(model_input.shape[0]).to(latents.dtype)
+        velocity = self.transformer(
+            hidden_states=model_input,
+            timestep=timestep,
+            text_condition=text_condition,
+            audio_attention_mask=audio_mask,
+            return_dict=False,
+        )[0]
+        if self.do_classifier_free_guidance:
+            conditional, unconditional = velocity.chunk(2)
+            velocity = unconditional + self.guidance_scale * (conditional - unconditional)
+        return self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+
+
+def _concat_padded(first: tuple[torch.Tensor, torch.Tensor], second: tuple[torch.Tensor, torch.Tensor]):
+    """Concatenate two `(embeds (B, L, D), mask (B, L))` pairs along the batch, padding L to the longer one."""
+    length = max(first[0].shape[1], second[0].shape[1])
+
+    def pad(embeds, mask):
+        extra = length - embeds.shape[1]
+        return torch.nn.functional.pad(embeds, (0, 0, 0, extra)), torch.nn.functional.pad(
+            mask, (0, extra), value=False
+        )
+
+    (e1, m1), (e2, m2) = pad(*first), pad(*second)
+    return torch.cat([e1, e2]), torch.cat([m1, m2])

@@ -1,0 +1,284 @@
+"""InstructAudioPipeline: the checks of diffusers' PipelineTesterMixin that apply, on tiny components."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from instructaudio_diffusers import InstructAudioPipeline
+from instructaudio_diffusers.pipelines import flow_matching_sigmas
+from instructaudio_diffusers.testing_utils import get_dummy_components, get_dummy_inputs
+
+
+@pytest.fixture(scope="module")
+def components():
+    return get_dummy_components()
+
+
+@pytest.fixture
+def pipe(components):
+    pipe = InstructAudioPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _max_diff(a, b):
+    to_np = lambda x: x.numpy() if torch.is_tensor(x) else np.asarray(x)  # noqa: E731
+    return max(float(np.abs(to_np(x) - to_np(y)).max()) for x, y in zip(a, b, strict=True))
+
+
+def test_generates_one_waveform_of_the_requested_length(pipe):
+    audios = pipe(**get_dummy_inputs()).audios
+    assert isinstance(audios, list) and len(audios) == 1
+    # 0.1 s at 8 kHz = 25 latent frames of 32 samples.
+    assert audios[0].shape == (800,) and audios[0].dtype == np.float32
+    assert np.isfinite(audios[0]).all() and np.abs(audios[0]).max() > 0
+    assert pipe.sampling_rate == 8000
+
+
+def test_deterministic_with_a_generator(pipe):
+    first = pipe(**get_dummy_inputs(seed=1)).audios
+    second = pipe(**get_dummy_inputs(seed=1)).audios
+    assert _max_diff(first, second) == 0
+    # The random tiny VAE/vocoder squash differences, so compare seeds where they live: the latents.
+    latents = [pipe(**{**get_dummy_inputs(seed=s), "output_type": "latent"}).audios for s in (1, 1, 2)]
+    assert _max_diff(latents[0], latents[1]) == 0
+    assert _max_diff(latents[0], latents[2]) > 1e-2
+
+
+def test_dict_and_tuple_outputs_match(pipe):
+    as_dict = pipe(**get_dummy_inputs()).audios
+    (as_tuple,) = pipe(**get_dummy_inputs(), return_dict=False)
+    assert _max_diff(as_dict, as_tuple) == 0
+
+
+@pytest.mark.parametrize("output_type", ["np", "latent"])
+def test_batch_matches_single_items_at_their_own_lengths(pipe, output_type):
+    instructions = [
+        "A young woman speaks cheerfully.",
+        "An old man speaks slowly and sadly.",
+        "Calm piano music.",
+    ]
+    texts = ["Hello world.", "我们今天去银行。", ""]
+    lengths = [0.1, 0.2, 0.05]
+    batch = pipe(
+        instruction=instructions,
+        text=texts,
+        audio_length_in_s=lengths,
+        num_inference_steps=2,
+        generator=[torch.Generator().manual_seed(i) for i in range(3)],
+        output_type=output_type,
+    ).audios
+    assert [a.shape[-1] for a in batch] == ([800, 1600, 384] if output_type == "np" else [25, 50, 12])
+    for i in range(3):
+        single = pipe(
+            instruction=instructions[i],
+            text=texts[i],
+            audio_length_in_s=lengths[i],
+            num_inference_steps=2,
+            generator=torch.Generator().manual_seed(i),
+            output_type=output_type,
+        ).audios
+        assert _max_diff(single, [batch[i]]) < 1e-4, i
+
+
+def test_save_load_round_trip_keeps_every_component(pipe, tmp_path):
+    reference = pipe(**get_dummy_inputs()).audios
+    pipe.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    for name in ("tokenizer", "text_encoder", "processor", "transformer", "vae", "vocoder", "scheduler"):
+        assert index[name][0] is not None, name
+    assert list(tmp_path.glob("**/*.bin")) == [] and list(tmp_path.glob("**/*.safetensors"))
+    card = (tmp_path / "README.md").read_text()
+    assert "pipeline_tag: text-to-speech" in card and "- zh" in card and "text-to-music" in card
+
+    loaded = InstructAudioPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    for name, component in loaded.components.items():
+        assert component is not None and type(component) is type(pipe.components[name]), name
+    assert _max_diff(reference, loaded(**get_dummy_inputs()).audios) < 5e-4
+
+
+def test_existing_model_card_is_kept(pipe, tmp_path):
+    (tmp_path / "README.md").write_text("my own card")
+    pipe.save_pretrained(tmp_path)
+    assert (tmp_path / "README.md").read_text() == "my own card"
+
+
+def test_loads_a_hub_repo_id_from_the_local_cache(pipe, tmp_path, monkeypatch):
+    # Lay out a Hub cache as `snapshot_download` leaves it, then load by repo id with the hub offline.
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = tmp_path / "hub" / "models--instructaudio--tiny-random"
+    pipe.save_pretrained(repo_dir / "snapshots" / commit)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaded = InstructAudioPipeline.from_pretrained("instructaudio/tiny-random", cache_dir=tmp_path / "hub")
+    loaded.set_progress_bar_config(disable=True)
+    assert _max_diff(pipe(**get_dummy_inputs()).audios, loaded(**get_dummy_inputs()).audios) < 5e-4
+    with pytest.raises(Exception, match="(?i)offline|cannot find|not.*found|local"):
+        InstructAudioPipeline.from_pretrained("instructaudio/not-cached", cache_dir=tmp_path / "hub")
+
+
+def test_components_can_be_reused(pipe):
+    reference = pipe(**get_dummy_inputs()).audios
+    again = InstructAudioPipeline(**pipe.components)
+    again.set_progress_bar_config(disable=True)
+    assert _max_diff(reference, again(**get_dummy_inputs()).audios) == 0
+
+
+def test_to_dtype_moves_every_model(components):
+    pipe = InstructAudioPipeline(**get_dummy_components())
+    pipe.to(dtype=torch.float64)
+    for name in ("text_encoder", "transformer", "vae", "vocoder"):
+        assert getattr(pipe, name).dtype == torch.float64, name
+    pipe.set_progress_bar_config(disable=True)
+    audio = pipe(**get_dummy_inputs()).audios[0]
+    assert np.isfinite(audio).all()
+
+
+def test_output_types(pipe):
+    inputs = get_dummy_inputs()
+    latents = pipe(**{**inputs, "output_type": "latent"}).audios[0]
+    assert latents.shape == (4, 25) and torch.is_tensor(latents)
+    mel = pipe(**{**get_dummy_inputs(), "output_type": "mel"}).audios[0]
+    assert mel.shape == (16, 50) and isinstance(mel, np.ndarray)
+    waveform = pipe(**{**get_dummy_inputs(), "output_type": "pt"}).audios[0]
+    assert torch.is_tensor(waveform) and waveform.shape == (800,)
+
+
+def test_precomputed_instruction_embeds_match(pipe):
+    reference = pipe(**get_dummy_inputs()).audios
+    embeds, mask = pipe.encode_instruction("A young woman speaks cheerfully.")
+    inputs = get_dummy_inputs()
+    inputs.pop("instruction")
+    audios = pipe(**inputs, instruction_embeds=embeds, instruction_attention_mask=mask).audios
+    assert _max_diff(reference, audios) == 0
+
+
+def test_several_waveforms_per_prompt_differ(pipe):
+    audios = pipe(**get_dummy_inputs(), num_waveforms_per_prompt=2).audios
+    assert len(audios) == 2 and audios[0].shape == audios[1].shape
+    latents = pipe(**{**get_dummy_inputs(), "output_type": "latent"}, num_waveforms_per_prompt=2).audios
+    assert (latents[0] - latents[1]).abs().max() > 1e-2
+
+
+def test_duration_predictor_sets_the_length_when_none_is_given(pipe):
+    inputs = get_dummy_inputs()
+    inputs.pop("audio_length_in_s")
+    audio = pipe(**inputs).audios[0]
+    with torch.no_grad():
+        ids = pipe.processor(["Hello world."], return_tensors="pt")
+        embeds, mask = pipe.encode_instruction("A young woman speaks cheerfully.")
+        frames = pipe.transformer.predict_duration(
+            embeds, mask, ids["input_ids"], ids["attention_mask"].bool()
+        )
+    expected = int(frames.exp().round().clamp(1, pipe.transformer.config.max_audio_frames).item())
+    assert audio.shape == (expected * pipe.samples_per_latent_frame,)
+
+
+def test_given_latents_are_used(pipe):
+    latents = torch.randn(1, 4, 25, generator=torch.Generator().manual_seed(0))
+    from_latents = pipe(**{**get_dummy_inputs(), "generator": None}, latents=latents).audios
+    from_seed = pipe(**get_dummy_inputs(seed=0)).audios
+    assert _max_diff(from_latents, from_seed) == 0
+    with pytest.raises(ValueError, match="latents must have shape"):
+        pipe(**get_dummy_inputs(), latents=torch.randn(1, 4, 30))
+
+
+def test_without_guidance(pipe):
+    audio = pipe(**{**get_dummy_inputs(), "guidance_scale": 1.0}).audios[0]
+    assert audio.shape == (800,) and np.isfinite(audio).all()
+    unguided = pipe(**{**get_dummy_inputs(), "guidance_scale": 1.0, "output_type": "latent"}).audios
+    guided = pipe(**{**get_dummy_inputs(), "output_type": "latent"}).audios
+    assert _max_diff(unguided, guided) > 1e-4
+
+
+def test_negative_instruction_changes_the_output(pipe):
+    inputs = {**get_dummy_inputs(), "output_type": "latent"}
+    plain = pipe(**inputs).audios
+    negative = pipe(
+        **{**get_dummy_inputs(), "output_type": "latent"}, negative_instruction="A loud angry man shouts."
+    ).audios
+    assert _max_diff(plain, negative) > 1e-4
+
+
+def test_callback_sees_and_can_replace_latents(pipe):
+    seen = []
+
+    def callback(pipeline, step, timestep, tensors):
+        seen.append((step, tuple(tensors["latents"].shape)))
+        return {"latents": torch.zeros_like(tensors["latents"])} if step == pipeline.num_timesteps - 1 else {}
+
+    zeroed = pipe(**get_dummy_inputs(), callback_on_step_end=callback).audios
+    assert seen == [(0, (1, 4, 25)), (1, (1, 4, 25))]
+    latents = pipe(**{**get_dummy_inputs(), "output_type": "latent"}, callback_on_step_end=callback).audios[0]
+    assert torch.count_nonzero(latents) == 0 and zeroed[0].shape == (800,)
+
+
+def test_interrupt_skips_the_remaining_steps(pipe):
+    steps = []
+
+    def callback(pipeline, step, timestep, tensors):
+        steps.append(step)
+        pipeline._interrupt = True
+        return {}
+
+    pipe(**{**get_dummy_inputs(), "num_inference_steps": 4}, callback_on_step_end=callback)
+    assert steps == [0]
+
+
+def test_model_cpu_offload_runs_twice(components):
+    if not torch.cuda.is_available():
+        pytest.skip("model CPU offload moves models to an accelerator; none here")
+    pipe = InstructAudioPipeline(**components)
+    pipe.enable_model_cpu_offload()
+    pipe.set_progress_bar_config(disable=True)
+    first = pipe(**get_dummy_inputs()).audios
+    second = pipe(**get_dummy_inputs()).audios
+    assert _max_diff(first, second) < 1e-4
+
+
+def test_sway_sigmas():
+    uniform = flow_matching_sigmas(4)
+    np.testing.assert_allclose(uniform, [1.0, 0.75, 0.5, 0.25])
+    sway = flow_matching_sigmas(8, sway_sampling_coef=-1.0)
+    assert sway[0] == 1.0 and all(a > b for a, b in zip(sway, sway[1:]))
+    # Negative sway spends more steps near the noise end: the first step is smaller than uniform's.
+    assert 1.0 - sway[1] < 1.0 / 8
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"instruction": ["a", "b"], "text": ["one text"]}, "2 instructions but 1 texts"),
+        ({"instruction": "   "}, "instruction 0 is empty"),
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"audio_length_in_s": -1.0}, "audio_length_in_s"),
+        ({"audio_length_in_s": 1e6}, "audio_length_in_s"),
+        ({"audio_length_in_s": [0.1, 0.2]}, "audio_length_in_s"),
+        ({"generator": [torch.Generator(), torch.Generator()]}, "2 generators"),
+        ({"output_type": "wav"}, "output_type"),
+        ({"negative_instruction": ["x", "y"]}, "negative instructions"),
+        ({"callback_on_step_end_tensor_inputs": ["noise"]}, "callback_on_step_end_tensor_inputs"),
+        ({"text": "[S9] hello"}, "S9"),
+    ],
+)
+def test_bad_input_raises_before_heavy_work(pipe, overrides, match):
+    calls = []
+    hook = pipe.transformer.register_forward_pre_hook(lambda *args: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match=match):
+            pipe(**{**get_dummy_inputs(), **overrides})
+    finally:
+        hook.remove()
+    assert calls == []
+
+
+def test_mismatched_components_are_rejected(components):
+    other = get_dummy_components()
+    vae = other["vae"]
+    vae.register_to_config(n_mels=8)
+    with pytest.raises(ValueError, match="mels"):
+        InstructAudioPipeline(**{**components, "vae": vae})
