@@ -1,0 +1,514 @@
+"""Helpers shared by the training scripts (Mel-VAE now, the MM-DiT next).
+
+Nothing in the package imports this file; the scripts put their own folder on `sys.path` and import
+it as `utils`. Everything here is about running training well (arguments, checkpoints, resumable data
+order, logging); models and losses live with the script that trains them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import math
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+_CHECKPOINT_PATTERN = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
+# Suffix of checkpoint folders still being written; never matched by `_CHECKPOINT_PATTERN`.
+_PARTIAL_SUFFIX = ".partial"
+_LR_SCHEDULERS = (
+    "constant",
+    "constant_with_warmup",
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+)
+
+
+# ---------------------------------------------------------------------------------------------- arguments
+def add_common_training_args(
+    parser: argparse.ArgumentParser, *, learning_rate: float, train_batch_size: int
+) -> argparse.ArgumentParser:
+    """Add the options every training script has: output, schedule, optimizer, checkpoints, logging.
+
+    Defaults for the learning rate and batch size differ per model and are passed in.
+    """
+    group = parser.add_argument_group("run")
+    group.add_argument(
+        "--output_dir", type=str, required=True, help="Run folder: checkpoints, logs, final model."
+    )
+    group.add_argument(
+        "--logging_dir", type=str, default="logs", help="TensorBoard folder, relative to --output_dir."
+    )
+    group.add_argument("--seed", type=int, default=0, help="Seed of model init, data order, crops and noise.")
+    group.add_argument(
+        "--mixed_precision",
+        type=str,
+        default=None,
+        choices=["no", "fp16", "bf16"],
+        help="Overrides the accelerate config. On CPU keep 'no': bf16 autocast is far slower there.",
+    )
+    group.add_argument("--allow_tf32", action="store_true", help="Allow TF32 matmuls on Ampere+ GPUs.")
+    group.add_argument(
+        "--cpu",
+        action="store_true",
+        help="Run on CPU even where an accelerator exists. Several CPU processes (torchrun) need it, or "
+        "ACCELERATE_USE_CPU=true, to get gloo DDP instead of independent single-process runs.",
+    )
+    group.add_argument(
+        "--report_to", type=str, default="tensorboard", help="'tensorboard', 'wandb', 'all' or 'none'."
+    )
+    group.add_argument("--tracker_project_name", type=str, default=None, help="Tracker run name.")
+    group.add_argument("--dataloader_num_workers", type=int, default=0, help="Data loading worker processes.")
+
+    group = parser.add_argument_group("schedule and optimizer")
+    group.add_argument(
+        "--train_batch_size", type=int, default=train_batch_size, help="Batch size per device."
+    )
+    group.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    group.add_argument("--num_train_epochs", type=int, default=100)
+    group.add_argument(
+        "--max_train_steps", type=int, default=None, help="Optimizer steps; overrides --num_train_epochs."
+    )
+    group.add_argument("--learning_rate", type=float, default=learning_rate)
+    group.add_argument(
+        "--scale_lr",
+        action="store_true",
+        help="Multiply the learning rate by batch size x accumulation x processes.",
+    )
+    group.add_argument("--lr_scheduler", type=str, default="constant_with_warmup", choices=_LR_SCHEDULERS)
+    group.add_argument("--lr_warmup_steps", type=int, default=500)
+    group.add_argument("--adam_beta1", type=float, default=0.9)
+    group.add_argument("--adam_beta2", type=float, default=0.999)
+    group.add_argument("--adam_weight_decay", type=float, default=1e-2)
+    group.add_argument("--adam_epsilon", type=float, default=1e-8)
+    group.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping norm (0: off).")
+    group.add_argument(
+        "--use_ema", action="store_true", help="Keep an EMA of the weights; it is what gets saved."
+    )
+    group.add_argument("--ema_decay", type=float, default=0.999)
+
+    group = parser.add_argument_group("checkpoints and validation")
+    group.add_argument(
+        "--checkpointing_steps", type=int, default=1000, help="Save resumable state every N optimizer steps."
+    )
+    group.add_argument(
+        "--checkpoints_total_limit", type=int, default=None, help="Keep at most this many checkpoints."
+    )
+    group.add_argument(
+        "--resume_from_checkpoint",
+        type=str,
+        default=None,
+        help="'latest' (newest complete checkpoint in --output_dir, or a fresh start if none) or a path.",
+    )
+    group.add_argument(
+        "--validation_steps", type=int, default=500, help="Validate every N optimizer steps (0: off)."
+    )
+    return parser
+
+
+def check_common_training_args(args: argparse.Namespace) -> None:
+    """Raise `ValueError` for option values that would only fail (or silently misbehave) later."""
+    positive = ["train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "checkpointing_steps"]
+    for name in positive:
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}.")
+    for name in ("max_train_steps", "checkpoints_total_limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be >= 1 when given, got {value}.")
+    for name in ("lr_warmup_steps", "validation_steps", "dataloader_num_workers", "max_grad_norm"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name} must be >= 0, got {getattr(args, name)}.")
+    if args.learning_rate <= 0:
+        raise ValueError(f"--learning_rate must be positive, got {args.learning_rate}.")
+    if not 0.0 < args.ema_decay < 1.0:
+        raise ValueError(f"--ema_decay must be in (0, 1), got {args.ema_decay}.")
+
+
+def create_accelerator(args: argparse.Namespace):
+    """The run's `Accelerator`: TensorBoard under `output_dir/logging_dir`, accumulation, precision.
+
+    Also configures logging so every process logs its rank and only the main one logs at INFO.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    project_config = ProjectConfiguration(
+        project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
+    )
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=project_config,
+        cpu=args.cpu,
+    )
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S", level=logging.INFO
+    )
+    if not accelerator.is_local_main_process:
+        logging.getLogger().setLevel(logging.WARNING)
+    if args.allow_tf32 and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+    return accelerator
+
+
+def tracker_config(args: argparse.Namespace) -> dict[str, Any]:
+    """`args` as a flat dict TensorBoard's hparams accept (scalars and strings only)."""
+    config = {}
+    for key, value in vars(args).items():
+        if value is None:
+            continue
+        config[key] = value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------- data order
+class EpochSeededSampler(Sampler):
+    """Yields `(index, epoch)` keys in an order that is a pure function of `(seed, epoch)`.
+
+    Resuming exactly then needs no sampler state: set the epoch, skip the batches already consumed.
+    The epoch travels with each index so that per-item randomness (random crops) can be drawn from
+    `item_rng(seed, epoch, index)` in the dataset, identical in any worker process and after a resume.
+
+    It deliberately has no `generator` attribute: accelerate would replace or re-seed that.
+    """
+
+    def __init__(self, num_samples: int, seed: int, shuffle: bool = True):
+        if num_samples < 1:
+            raise ValueError("the dataset is empty: nothing to train on.")
+        self.num_samples = num_samples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
+        else:
+            order = np.arange(self.num_samples)
+        for index in order.tolist():
+            yield index, self.epoch
+
+
+def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The random generator of one dataset item in one epoch (see `EpochSeededSampler`)."""
+    return np.random.default_rng([seed, epoch, index])
+
+
+def keyed_generator(*keys: int) -> torch.Generator:
+    """A CPU torch generator that is a pure function of integer `keys` (e.g. seed, epoch, batch, rank).
+
+    Noise drawn from it is the same whether or not the run was interrupted and resumed, unlike noise
+    from the global RNG. CPU generators also give the same numbers on any accelerator.
+    """
+    derived = int(np.random.SeedSequence([int(key) for key in keys]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator().manual_seed(derived)
+
+
+@dataclass
+class TrainingProgress:
+    """Where the loop stands; registered with `accelerator.register_for_checkpointing` for exact resume.
+
+    `batches_in_epoch` counts micro-batches of `epoch` already consumed by this process.
+    """
+
+    global_step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.global_step = int(state["global_step"])
+        self.epoch = int(state["epoch"])
+        self.batches_in_epoch = int(state["batches_in_epoch"])
+
+    def resume_position(self, batches_per_epoch: int) -> tuple[int, int]:
+        """`(epoch, batches to skip)` to continue with; a finished epoch rolls over to the next one."""
+        if self.batches_in_epoch >= batches_per_epoch:
+            return self.epoch + 1, 0
+        return self.epoch, self.batches_in_epoch
+
+
+def training_length(
+    batches_per_epoch: int,
+    gradient_accumulation_steps: int,
+    max_train_steps: int | None,
+    num_train_epochs: int,
+) -> tuple[int, int]:
+    """`(max_train_steps, num_train_epochs)` made consistent.
+
+    accelerate forces an optimizer step at the end of every epoch, so an epoch has
+    `ceil(batches / accumulation)` updates.
+    """
+    updates_per_epoch = math.ceil(batches_per_epoch / gradient_accumulation_steps)
+    if max_train_steps is None:
+        max_train_steps = num_train_epochs * updates_per_epoch
+    return max_train_steps, math.ceil(max_train_steps / updates_per_epoch)
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+def load_prepared_dataset(dataset_dir: str | os.PathLike):
+    """Load a dataset written by `prepare_dataset.py` (a `datasets.Dataset` saved with `save_to_disk`)."""
+    from datasets import load_from_disk
+
+    dataset_dir = Path(dataset_dir)
+    if not (dataset_dir / "state.json").is_file():
+        raise FileNotFoundError(
+            f"{dataset_dir} is not a prepared dataset (no state.json); run training/prepare_dataset.py first."
+        )
+    dataset = load_from_disk(str(dataset_dir))
+    if "audio_path" not in dataset.column_names:
+        raise ValueError(f"{dataset_dir} has no 'audio_path' column; was it written by prepare_dataset.py?")
+    return dataset
+
+
+def resolve_audio_path(
+    row: dict[str, Any], dataset_dir: str | os.PathLike, audio_root: str | os.PathLike | None = None
+) -> str:
+    """Find a row's audio file, surviving moves of the dataset, of the audio, or of both together.
+
+    Tried in order: `audio_root / source_path` (when the caller says where the audio now lives), the
+    path relative to the dataset folder (both moved together), the absolute path (only the dataset
+    moved).
+    """
+    candidates = []
+    if audio_root is not None and row.get("source_path"):
+        candidates.append(os.path.join(audio_root, row["source_path"]))
+    candidates.append(os.path.normpath(os.path.join(dataset_dir, row["audio_path"])))
+    if row.get("audio_path_absolute"):
+        candidates.append(row["audio_path_absolute"])
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"audio for row {row.get('source_path') or row['audio_path']!r} not found; tried {candidates}. "
+        "Pass --audio_root with the folder that now holds the audio."
+    )
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints in `output_dir` as `(step, path)`, oldest first."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    found = []
+    for entry in output_dir.iterdir():
+        match = _CHECKPOINT_PATTERN.match(entry.name)
+        if match and entry.is_dir():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def resolve_checkpoint(output_dir: str | os.PathLike, resume_from_checkpoint: str | None) -> Path | None:
+    """The checkpoint folder to resume from, or `None` for a fresh start.
+
+    'latest' with no checkpoint yet is a fresh start (so one command both starts and resumes a run);
+    an explicit path that does not exist is an error.
+    """
+    if not resume_from_checkpoint:
+        return None
+    if resume_from_checkpoint == "latest":
+        checkpoints = list_checkpoints(output_dir)
+        return checkpoints[-1][1] if checkpoints else None
+    path = Path(resume_from_checkpoint)
+    if not path.is_dir():
+        path = Path(output_dir) / resume_from_checkpoint
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint {resume_from_checkpoint!r}: no such checkpoint folder."
+        )
+    return path
+
+
+def prune_checkpoints(output_dir: str | os.PathLike, total_limit: int | None) -> list[Path]:
+    """Delete the oldest checkpoints beyond `total_limit`; returns the deleted folders."""
+    if total_limit is None:
+        return []
+    checkpoints = list_checkpoints(output_dir)
+    doomed = [path for _, path in checkpoints[: max(len(checkpoints) - total_limit, 0)]]
+    for path in doomed:
+        logger.info("Removing old checkpoint %s (checkpoints_total_limit=%d)", path, total_limit)
+        shutil.rmtree(path)
+    return doomed
+
+
+def save_checkpoint(
+    accelerator, output_dir: str | os.PathLike, step: int, total_limit: int | None = None
+) -> Path:
+    """`accelerator.save_state` into `output_dir/checkpoint-<step>`, atomically, then prune.
+
+    The state is written to `checkpoint-<step>.partial` and renamed only once every process is done,
+    so a crash mid-save leaves the previous checkpoint as the latest one and the partial folder is
+    ignored (and cleared by the next save). Pruning happens after the rename, never before, so a
+    failed save cannot cost an older checkpoint. Every process must call this.
+    """
+    output_dir = Path(output_dir)
+    final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
+    partial = output_dir / f"{CHECKPOINT_PREFIX}{step}{_PARTIAL_SUFFIX}"
+    # With save_on_each_node every node writes its own copy, so each node's first process renames it.
+    owner = (
+        accelerator.is_local_main_process
+        if accelerator.project_configuration.save_on_each_node
+        else accelerator.is_main_process
+    )
+    if owner and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if owner:
+        if final.exists():  # re-saving a step (e.g. a resumed run): swap, then drop the old copy
+            stale = output_dir / f"{final.name}.old"
+            if stale.exists():
+                shutil.rmtree(stale)
+            os.replace(final, stale)
+            os.replace(partial, final)
+            shutil.rmtree(stale)
+        else:
+            os.replace(partial, final)
+        prune_checkpoints(output_dir, total_limit)
+        logger.info("Saved state to %s", final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# ---------------------------------------------------------------------------------------------- audio I/O
+def load_vocoder(vocoder_path: str | os.PathLike | None, mel_config: dict[str, Any], device: torch.device):
+    """A vocoder for validation audio: the model at `vocoder_path`, or Griffin-Lim from the mel config.
+
+    The class is read from the folder's `config.json` (`HifiGanVocoder` or `GriffinLimVocoder`).
+    """
+    from instructaudio_diffusers import GriffinLimVocoder, HifiGanVocoder
+
+    if vocoder_path is None:
+        keys = ("sampling_rate", "n_fft", "hop_length", "win_length", "n_mels", "mel_fmin", "mel_fmax")
+        return GriffinLimVocoder(**{key: mel_config[key] for key in keys}).to(device).eval()
+    with open(os.path.join(vocoder_path, "config.json"), encoding="utf-8") as handle:
+        class_name = json.load(handle).get("_class_name")
+    classes = {"HifiGanVocoder": HifiGanVocoder, "GriffinLimVocoder": GriffinLimVocoder}
+    if class_name not in classes:
+        raise ValueError(f"{vocoder_path} holds a {class_name!r}; expected one of {sorted(classes)}.")
+    vocoder = classes[class_name].from_pretrained(vocoder_path).to(device).eval()
+    for key in ("sampling_rate", "hop_length", "n_mels"):
+        if key in vocoder.config and vocoder.config[key] != mel_config[key]:
+            raise ValueError(
+                f"vocoder {key}={vocoder.config[key]} does not match the VAE's mel front end ({mel_config[key]})."
+            )
+    return vocoder
+
+
+# ---------------------------------------------------------------------------------------------- plots, logs
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ImportError(
+            "Plotting mel spectrograms needs matplotlib: pip install 'instructaudio-diffusers[training]'."
+        ) from err
+    matplotlib.use("Agg", force=False)  # headless: never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_mel(
+    mel: torch.Tensor | np.ndarray,
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> np.ndarray:
+    """Render a log-mel `(n_mels, frames)` as an image; write it as PNG when `path` is given.
+
+    Returns:
+        `np.ndarray`: the PNG decoded as `(height, width, 3)` uint8 RGB, ready for TensorBoard.
+    """
+    plt = _pyplot()
+    if torch.is_tensor(mel):
+        mel = mel.detach().float().cpu().numpy()
+    mel = np.asarray(mel)
+    if mel.ndim != 2:
+        raise ValueError(f"mel must be (n_mels, frames), got shape {mel.shape}.")
+    width = min(max(4.0, mel.shape[1] / 40.0), 16.0)
+    figure, axis = plt.subplots(figsize=(width, 3.0), dpi=100)
+    image = axis.imshow(mel, origin="lower", aspect="auto", interpolation="none", vmin=vmin, vmax=vmax)
+    axis.set_xlabel("frame")
+    axis.set_ylabel("mel bin")
+    if title:
+        axis.set_title(title)
+    figure.colorbar(image, ax=axis)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    if path is not None:
+        Path(path).write_bytes(buffer.getvalue())
+    buffer.seek(0)
+    return (plt.imread(buffer, format="png")[..., :3] * 255).round().astype(np.uint8)
+
+
+def tensorboard_writer(accelerator):
+    """The TensorBoard `SummaryWriter` of the accelerator's trackers, or `None` when not logging there."""
+    if not accelerator.is_main_process:
+        return None
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            return tracker.writer
+    return None
+
+
+def log_audio(
+    accelerator, tag: str, waveform: torch.Tensor | np.ndarray, sampling_rate: int, step: int
+) -> None:
+    """Log a mono waveform `(num_samples,)` in [-1, 1] to TensorBoard (no-op without a TensorBoard tracker)."""
+    writer = tensorboard_writer(accelerator)
+    if writer is None:
+        return
+    if torch.is_tensor(waveform):
+        waveform = waveform.detach().float().cpu().numpy()
+    writer.add_audio(
+        tag, np.clip(np.asarray(waveform).reshape(1, -1), -1.0, 1.0), step, sample_rate=sampling_rate
+    )
+
+
+def log_image(accelerator, tag: str, image: np.ndarray, step: int) -> None:
+    """Log a `(height, width, 3)` uint8 image to TensorBoard (no-op without a TensorBoard tracker)."""
+    writer = tensorboard_writer(accelerator)
+    if writer is not None:
+        writer.add_image(tag, image, step, dataformats="HWC")
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    """Write JSON through a temporary file and `os.replace`, so readers never see half a file."""
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(
+        json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+    )
+    os.replace(temporary, path)
