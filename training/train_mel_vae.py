@@ -34,7 +34,6 @@ uninterrupted one (same world size and batch size).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -60,6 +59,7 @@ from utils import (  # noqa: E402
     EpochSeededSampler,
     TrainingProgress,
     add_common_training_args,
+    apply_config_file_defaults,
     check_common_training_args,
     create_accelerator,
     keyed_generator,
@@ -83,7 +83,7 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     """Options from the command line; `--config FILE.json` supplies defaults that explicit flags override."""
     parser = argparse.ArgumentParser(description="Train the Mel-VAE with accelerate.")
     parser.add_argument(
-        "--config", type=str, default=None, help="JSON file of option defaults (keys = flag names)."
+        "--config", type=str, default=None, help="JSON/YAML file of option defaults (keys = flag names)."
     )
     add_common_training_args(parser, learning_rate=2e-4, train_batch_size=16)
 
@@ -121,22 +121,7 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     group.add_argument("--latent_stats_max_seconds", type=float, default=30.0)
     group.add_argument("--latents_scaling_factor", type=float, default=1.0, help="Stored as scaling_factor.")
 
-    input_args = sys.argv[1:] if input_args is None else list(input_args)
-    config_parser = argparse.ArgumentParser(add_help=False)
-    config_parser.add_argument("--config", type=str, default=None)
-    config_path = config_parser.parse_known_args(input_args)[0].config
-    if config_path:
-        with open(config_path, encoding="utf-8") as handle:
-            # Keys starting with "_" are comments.
-            defaults = {key: value for key, value in json.load(handle).items() if not key.startswith("_")}
-        unknown = sorted(set(defaults) - {action.dest for action in parser._actions})
-        if unknown:
-            parser.error(f"{config_path}: unknown option(s) {unknown}.")
-        parser.set_defaults(**defaults)
-        for action in parser._actions:  # what the file provides is no longer required on the command line
-            if action.dest in defaults:
-                action.required = False
-    args = parser.parse_args(input_args)
+    args = parser.parse_args(apply_config_file_defaults(parser, input_args))
 
     check_common_training_args(args)
     if args.segment_seconds <= 0 or args.kl_weight < 0 or args.multiscale_weight < 0:

@@ -15,6 +15,7 @@ import math
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -139,6 +140,35 @@ def check_common_training_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--learning_rate must be positive, got {args.learning_rate}.")
     if not 0.0 < args.ema_decay < 1.0:
         raise ValueError(f"--ema_decay must be in (0, 1), got {args.ema_decay}.")
+
+
+def apply_config_file_defaults(parser: argparse.ArgumentParser, input_args: list[str] | None) -> list[str]:
+    """Make `--config FILE` (JSON or YAML; keys = option names) the parser's defaults; flags still win.
+
+    Keys starting with "_" are comments. Returns the command line to parse.
+    """
+    input_args = sys.argv[1:] if input_args is None else list(input_args)
+    config_parser = argparse.ArgumentParser(add_help=False)
+    config_parser.add_argument("--config", type=str, default=None)
+    config_path = config_parser.parse_known_args(input_args)[0].config
+    if not config_path:
+        return input_args
+    with open(config_path, encoding="utf-8") as handle:
+        if config_path.endswith((".yaml", ".yml")):
+            import yaml
+
+            loaded = yaml.safe_load(handle) or {}
+        else:
+            loaded = json.load(handle)
+    defaults = {key: value for key, value in loaded.items() if not key.startswith("_")}
+    unknown = sorted(set(defaults) - {action.dest for action in parser._actions})
+    if unknown:
+        parser.error(f"{config_path}: unknown option(s) {unknown}.")
+    parser.set_defaults(**defaults)
+    for action in parser._actions:  # what the file provides is no longer required on the command line
+        if action.dest in defaults:
+            action.required = False
+    return input_args
 
 
 def create_accelerator(args: argparse.Namespace):

@@ -1,0 +1,397 @@
+"""training/train_instructaudio.py on tiny components: end to end, resume, overfitting, CFG dropout, DDP."""
+
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "training"))
+
+import instructaudio_objective  # noqa: E402
+import prepare_dataset  # noqa: E402
+import train_instructaudio  # noqa: E402
+from instructaudio_data import (  # noqa: E402
+    InstructAudioCollator,
+    InstructAudioTrainingDataset,
+    clip_latent_frames,
+    encode_instructions,
+    encode_latents,
+)
+from instructaudio_diffusers import InstructAudioPipeline  # noqa: E402
+from instructaudio_diffusers.testing_utils import TINY_MEL, get_dummy_components  # noqa: E402
+from utils import list_checkpoints, load_prepared_dataset  # noqa: E402
+
+torch.set_num_threads(1)
+# (instruction, text, language, task) cycled over the clips; at 8 kHz / hop 16 / r = 2 one latent frame is 4 ms.
+ROWS = [
+    ("A calm woman speaks.", "Hello there.", "en", "speech"),
+    ("An old man speaks slowly.", "Good morning to you.", "en", "speech"),
+    ("A cheerful girl speaks.", "你好,世界。", "zh", "speech"),
+    ("Two friends chat.", "[S0] Hi! [S1] Hello.", "en", "dialogue"),
+    ("A soft piano melody.", "", "", "music"),
+]
+DURATIONS = [0.12, 0.2, 0.28, 0.36, 0.16, 0.24, 0.32, 0.4]
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory) -> Path:
+    """A tiny saved pipeline (its text encoder folder also holds the tokenizer), a prepared dataset of tones,
+    and a copy of it with cached latents and instruction embeddings."""
+    root = tmp_path_factory.mktemp("instructaudio")
+    components = get_dummy_components()
+    InstructAudioPipeline(**components).save_pretrained(root / "pipeline")
+    components["tokenizer"].save_pretrained(root / "pipeline" / "text_encoder")
+    (root / "corpus" / "clips").mkdir(parents=True)
+    rows = []
+    for index, seconds in enumerate(DURATIONS):
+        t = np.arange(int(seconds * TINY_MEL["sampling_rate"])) / TINY_MEL["sampling_rate"]
+        audio = 0.3 * np.sin(2 * np.pi * (200 + 50 * index) * t)
+        sf.write(
+            root / "corpus" / "clips" / f"clip{index}.wav",
+            audio.astype(np.float32),
+            TINY_MEL["sampling_rate"],
+        )
+        instruction, text, language, task = ROWS[index % len(ROWS)]
+        path = f"clips/clip{index}.wav"
+        rows.append(
+            {"path": path, "instruction": instruction, "text": text, "language": language, "task": task}
+        )
+    metadata = root / "corpus" / "metadata.jsonl"
+    metadata.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    prepare = ["--metadata", str(metadata), "--output_dir", str(root / "prepared"), "--min_duration", "0.1"]
+    assert prepare_dataset.main(prepare_dataset.parse_args(prepare)) == 0
+    shutil.copytree(root / "prepared", root / "cached")
+    precompute = [
+        "--output_dir",
+        str(root / "cached"),
+        "--precompute_latents",
+        "--vae",
+        str(root / "pipeline" / "vae"),
+    ]
+    precompute += ["--precompute_instructions", "--text_encoder", str(root / "pipeline" / "text_encoder")]
+    assert prepare_dataset.main(prepare_dataset.parse_args(precompute)) == 0
+    return root
+
+
+def training_args(
+    fixture_dir: Path,
+    output_dir: Path,
+    *extra: str,
+    model: tuple[str, ...] | None = None,
+    batching: tuple[str, ...] = ("--max_frames_per_batch", "200"),
+) -> list[str]:
+    """Options of a short, quiet run; `model` replaces fine-tuning the tiny pipeline, `batching` the budget."""
+    model = model or ("--pretrained_model_name_or_path", str(fixture_dir / "pipeline"))
+    quiet = "--learning_rate 1e-3 --lr_scheduler constant --lr_warmup_steps 0 --report_to none --seed 0"
+    quiet += " --checkpointing_steps 1000 --validation_steps 0 --validation_instructions --validation_texts"
+    paths = ["--dataset_dir", str(fixture_dir / "prepared"), "--output_dir", str(output_dir)]
+    return [*paths, *model, *batching, *quiet.split(), *extra]
+
+
+# One short validation prompt: 0.1 s in 2 Euler steps.
+VALIDATION = ["--validation_instructions", "A calm woman speaks.", "--validation_texts", "Hello."]
+VALIDATION += "--validation_audio_length_in_s 0.1 --num_validation_inference_steps 2".split()
+
+
+def run(args: list[str]) -> "train_instructaudio.TrainingSummary":
+    """`main(parse_args(args))` in this process as a fresh run (accelerate keeps process-wide singletons)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    return train_instructaudio.main(train_instructaudio.parse_args(args))
+
+
+def test_end_to_end_saves_a_pipeline_that_generates(fixture_dir, tmp_path):
+    output = tmp_path / "run"
+    options = "--max_train_steps 4 --use_ema --checkpointing_steps 2 --checkpoints_total_limit 1"
+    options += " --validation_steps 2 --report_to tensorboard --hub_token hf_secret"
+    summary = run(training_args(fixture_dir, output, *options.split(), *VALIDATION))
+    assert summary.global_step == 4 and len(summary.losses) == 4 and all(np.isfinite(summary.losses))
+    assert [step for step, _ in list_checkpoints(output)] == [4]
+    checkpoint = output / "checkpoint-4"
+    assert (checkpoint / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (checkpoint / "transformer_ema" / "config.json").is_file()
+    assert (output / "validation" / "step-2" / "sample0.wav").is_file()
+    # The saved pipeline carries the EMA weights.
+    ema = load_file(checkpoint / "transformer_ema" / "diffusion_pytorch_model.safetensors")
+    final = load_file(output / "transformer" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(ema[name], final[name]) for name in final)
+
+    card = (output / "README.md").read_text()
+    assert "4 optimizer steps" in card and "8 clips" in card and "frame budget 200" in card
+    assert "samples/sample0.wav" in card and (output / "samples" / "sample0.wav").is_file()
+    facts = json.loads((output / "training_summary.json").read_text())
+    assert facts["num_processes"] == 1 and facts["global_step"] == 4
+    assert "hf_secret" not in (output / "training_args.json").read_text()
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(glob.glob(str(output / "logs" / "*" / "events.*"))[0])
+    events.Reload()
+    tags = "loss flow_matching_loss duration_loss lr grad_norm samples_per_second padding_fraction"
+    for tag in tags.split():
+        assert len(events.Scalars(f"train/{tag}")) == 4
+    assert events.Tags()["audio"] == ["validation/sample0"]
+
+    pipe = InstructAudioPipeline.from_pretrained(output)
+    pipe.set_progress_bar_config(disable=True)
+    generator = torch.Generator().manual_seed(0)
+    audio = pipe(
+        "A calm woman speaks.", "Hello.", audio_length_in_s=0.1, num_inference_steps=2, generator=generator
+    )
+    audio = audio.audios[0]
+    assert audio.shape == (800,) and np.isfinite(audio).all()
+
+
+def test_new_model_from_components_with_cached_features_and_fixed_batches(fixture_dir, tmp_path):
+    config = dict(get_dummy_components()["transformer"].config)
+    (tmp_path / "transformer.json").write_text(json.dumps(config))
+    pipeline = fixture_dir / "pipeline"
+    output = tmp_path / "run"
+    model = ("--transformer_config", str(tmp_path / "transformer.json"), "--vae", str(pipeline / "vae"))
+    model += ("--vocoder", str(pipeline / "vocoder"), "--text_encoder", str(pipeline / "text_encoder"))
+    cached = ("--dataset_dir", str(fixture_dir / "cached"), "--num_train_epochs", "1")
+    summary = run(
+        training_args(fixture_dir, output, *cached, model=model, batching=("--train_batch_size", "3"))
+    )
+    assert summary.global_step == 3  # ceil(8 clips / 3)
+    pipe = InstructAudioPipeline.from_pretrained(output)
+    assert pipe.transformer.config.hidden_size == config["hidden_size"]
+    assert "a new transformer" in (output / "README.md").read_text()
+
+
+def test_a_transformer_config_that_does_not_fit_the_components_is_rejected(fixture_dir, tmp_path):
+    config = {**get_dummy_components()["transformer"].config, "phoneme_vocab_size": 10}
+    (tmp_path / "transformer.json").write_text(json.dumps(config))
+    pipeline = fixture_dir / "pipeline"
+    model = ["--transformer_config", str(tmp_path / "transformer.json"), "--vae", str(pipeline / "vae")]
+    args = train_instructaudio.parse_args(
+        [
+            "--dataset_dir",
+            "-",
+            "--output_dir",
+            str(tmp_path),
+            *model,
+            "--text_encoder",
+            str(pipeline / "text_encoder"),
+        ]
+    )
+    with pytest.raises(ValueError, match="phoneme_vocab_size=10"):
+        train_instructaudio.load_components(args)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "diffusion_pytorch_model.safetensors")
+
+
+@pytest.mark.parametrize("accumulation, first, total", [(1, 3, 6), (2, 1, 3)])
+def test_resume_reproduces_an_uninterrupted_run(fixture_dir, tmp_path, accumulation, first, total):
+    """`total` steps straight vs `first` steps, then a resumed run to `total`: same weights, EMA and losses.
+
+    The 8 clips make 4 frame-budget batches per epoch, so both resumes land mid-epoch and cross an epoch.
+    """
+    common = f"--use_ema --ema_decay 0.9 --checkpointing_steps {first}"
+    common += f" --gradient_accumulation_steps {accumulation}"
+    straight = run(
+        training_args(fixture_dir, tmp_path / "straight", *f"{common} --max_train_steps {total}".split())
+    )
+    run(training_args(fixture_dir, tmp_path / "resumed", *f"{common} --max_train_steps {first}".split()))
+    resume = f"{common} --max_train_steps {total} --resume_from_checkpoint latest"
+    resumed = run(training_args(fixture_dir, tmp_path / "resumed", *resume.split()))
+    assert resumed.global_step == total and len(resumed.losses) == total - first
+    np.testing.assert_allclose(resumed.losses, straight.losses[first:], rtol=1e-6)
+    for subfolder in ("transformer", "transformer_ema"):
+        expected = _weights(tmp_path / "straight" / f"checkpoint-{total}" / subfolder)
+        actual = _weights(tmp_path / "resumed" / f"checkpoint-{total}" / subfolder)
+        assert max((expected[name] - actual[name]).abs().max().item() for name in expected) < 1e-6
+    # The check has teeth: training did move the weights.
+    initial = _weights(fixture_dir / "pipeline" / "transformer")
+    assert max((initial[name] - expected[name]).abs().max().item() for name in initial) > 1e-3
+
+
+def _tiny_batch(fixture_dir: Path, dataset: str, indices: list[int]):
+    pipe = InstructAudioPipeline.from_pretrained(fixture_dir / "pipeline")
+    rows = load_prepared_dataset(fixture_dir / dataset)
+    frames = clip_latent_frames(rows, dict(pipe.vae.config), pipe.vae.time_downsample_factor)
+    items = InstructAudioTrainingDataset(
+        rows, fixture_dir / dataset, pipe.processor, frames, TINY_MEL["sampling_rate"]
+    )
+    return pipe, InstructAudioCollator(pipe.tokenizer)([items[i] for i in indices])
+
+
+def test_cached_and_on_the_fly_features_agree(fixture_dir):
+    pipe, cached = _tiny_batch(fixture_dir, "cached", [0, 3, 5])
+    _, live = _tiny_batch(fixture_dir, "prepared", [0, 3, 5])
+    assert "posterior_mean" in cached and "waveforms" in live
+    assert "instruction_embeds" in cached and "instruction_input_ids" in live
+    cpu = torch.device("cpu")
+    for sample in (False, True):
+        generators = [torch.Generator().manual_seed(0) for _ in range(2)]
+        cached_latents, cached_mask = encode_latents(cached, pipe.vae, None, generators[0], sample, cpu)
+        live_latents, live_mask = encode_latents(
+            live, pipe.vae, pipe.vae.mel_spectrogram(), generators[1], sample, cpu
+        )
+        assert torch.equal(cached_mask, live_mask)
+        if not sample:  # sampled latents draw their noise per clip (live) or per batch (cached)
+            torch.testing.assert_close(cached_latents, live_latents, atol=1e-5, rtol=1e-5)
+    cached_embeds, cached_mask = encode_instructions(cached, None, cpu)
+    live_embeds, live_mask = encode_instructions(live, pipe.text_encoder, cpu)
+    assert torch.equal(cached_mask, live_mask)
+    torch.testing.assert_close(
+        cached_embeds * cached_mask[..., None], live_embeds * live_mask[..., None], atol=1e-5, rtol=1e-5
+    )
+
+
+def _objective_args(*extra: str):
+    return train_instructaudio.parse_args(
+        ["--dataset_dir", "-", "--output_dir", "-", "--pretrained_model_name_or_path", "-", *extra]
+    )
+
+
+def test_loss_falls_when_overfitting_a_fixed_batch(fixture_dir):
+    """Same batch, noise and sigmas every step: the objective and its gradients must drive the loss down."""
+    from utils import keyed_generator
+
+    pipe, batch = _tiny_batch(fixture_dir, "cached", [0, 1, 2, 3])
+    cpu = torch.device("cpu")
+    latents, frame_mask = encode_latents(batch, pipe.vae, None, keyed_generator(0), True, cpu)
+    embeds, mask = encode_instructions(batch, None, cpu)
+    args = _objective_args("--instruction_dropout", "0", "--text_dropout", "0")
+    model = pipe.transformer.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        phonemes = (batch["phoneme_ids"], batch["phoneme_attention_mask"])
+        parts = instructaudio_objective.flow_matching_losses(
+            model,
+            latents,
+            frame_mask,
+            embeds,
+            mask,
+            *phonemes,
+            batch["latent_frames"],
+            args,
+            keyed_generator(1),
+        )
+        optimizer.zero_grad()
+        parts["loss"].backward()
+        optimizer.step()
+        losses.append((parts["flow_matching_loss"].item(), parts["duration_loss"].item()))
+    flow, duration = np.array(losses).T
+    assert flow[-1] < 0.3 * flow[0] and duration[-1] < 0.5 * duration[0]
+
+
+def test_condition_dropout_is_the_pipelines_unconditional_branch(fixture_dir):
+    pipe, batch = _tiny_batch(fixture_dir, "prepared", [0, 2])
+    model = pipe.transformer.eval()
+    embeds, mask = encode_instructions(batch, pipe.text_encoder, torch.device("cpu"))
+    phoneme_ids, phoneme_mask = batch["phoneme_ids"], batch["phoneme_attention_mask"]
+    everything = torch.ones(2, dtype=torch.bool)
+    dropped = instructaudio_objective.apply_condition_dropout(
+        embeds, mask, phoneme_mask, everything, everything
+    )
+    latents = torch.randn(2, 4, 20, generator=torch.Generator().manual_seed(0))
+    timestep = torch.full((2,), 500.0)
+    with torch.no_grad():
+        training = model(latents, timestep, dropped[0], dropped[1], phoneme_ids, dropped[2]).sample
+        pipe._guidance_scale = 2.0  # the pipeline builds [conditional; unconditional] for guidance
+        condition = pipe._prepare_text_condition((embeds, mask, phoneme_ids, phoneme_mask), None, 2, 1, "cpu")
+        both = model(
+            torch.cat([latents, latents]), torch.cat([timestep, timestep]), text_condition=condition
+        ).sample
+    torch.testing.assert_close(training, both[2:], atol=1e-5, rtol=1e-5)
+
+    generator = torch.Generator().manual_seed(0)
+    drop_instruction, drop_text = instructaudio_objective.draw_condition_dropout(
+        20000, 0.1, 0.2, "nested", generator
+    )
+    assert not (drop_instruction & ~drop_text).any()  # a dropped instruction always comes with a dropped text
+    assert abs(drop_instruction.float().mean() - 0.1) < 0.01 and abs(drop_text.float().mean() - 0.2) < 0.01
+    drop_instruction, drop_text = instructaudio_objective.draw_condition_dropout(
+        20000, 0.1, 0.2, "independent", generator
+    )
+    assert abs((drop_instruction & drop_text).float().mean() - 0.02) < 0.005
+
+
+@pytest.mark.parametrize("name", ["instructaudio_demo.yaml", "instructaudio_paper.yaml"])
+def test_shipped_configs_parse(name):
+    args = train_instructaudio.parse_args(["--config", str(REPO / "training" / "configs" / name)])
+    assert args.transformer_config and os.path.isfile(REPO / args.transformer_config)
+    assert args.max_frames_per_batch or args.train_batch_size
+
+
+def test_push_to_hub_fails_early_when_offline(monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(SystemExit):
+        _objective_args("--push_to_hub")
+    assert "HF_HUB_OFFLINE" in capsys.readouterr().err
+
+
+def test_push_to_hub_uploads_the_output_folder_without_checkpoints(monkeypatch, tmp_path):
+    """The upload code path with the Hub calls replaced (no network here)."""
+    import types
+
+    import huggingface_hub
+
+    import instructaudio_outputs
+
+    calls = {}
+
+    def create_repo(repo_id, **kwargs):
+        calls["create"] = (repo_id, kwargs)
+        return types.SimpleNamespace(repo_id=f"user/{repo_id}")
+
+    monkeypatch.setattr(huggingface_hub, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub, "upload_folder", lambda **kwargs: calls.setdefault("upload", kwargs))
+    args = _objective_args("--output_dir", str(tmp_path / "my-run"), "--hub_private")
+    assert instructaudio_outputs.push_to_hub(args) == "user/my-run"
+    assert calls["create"] == ("my-run", {"exist_ok": True, "private": True, "token": None})
+    assert calls["upload"]["repo_id"] == "user/my-run" and calls["upload"]["folder_path"] == args.output_dir
+    assert "checkpoint-*" in calls["upload"]["ignore_patterns"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_cpu_training_with_torchrun(fixture_dir, tmp_path):
+    """DDP over gloo: both ranks train, checkpoint (each its RNG state) and the saved pipeline loads."""
+    output = tmp_path / "ddp"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    torchrun += ["--master_port", str(_free_port())]
+    options = "--cpu --max_train_steps 3 --checkpointing_steps 2 --use_ema --validation_steps 2".split()
+    script = str(REPO / "training" / "train_instructaudio.py")
+    command = [*torchrun, script, *training_args(fixture_dir, output, *options, *VALIDATION)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    facts = json.loads((output / "training_summary.json").read_text())
+    assert facts["num_processes"] == 2 and facts["distributed_type"].endswith("MULTI_CPU")
+    assert facts["global_step"] == 3
+    checkpoint = output / "checkpoint-2"
+    assert (checkpoint / "random_states_0.pkl").is_file() and (checkpoint / "random_states_1.pkl").is_file()
+    assert (checkpoint / "transformer_ema" / "config.json").is_file()
+    # Validation ran on the main process only, mid-run and at the end.
+    assert (output / "validation" / "step-2" / "sample0.wav").is_file()
+    assert (output / "samples" / "sample0.wav").is_file()
+    pipe = InstructAudioPipeline.from_pretrained(output)
+    pipe.set_progress_bar_config(disable=True)
+    audio = pipe("A calm woman speaks.", "Hello.", audio_length_in_s=0.1, num_inference_steps=2).audios[0]
+    assert np.isfinite(audio).all()
