@@ -48,6 +48,7 @@ setup(
     extras_require=EXTRAS,
     entry_points={
         "console_scripts": [
+            "instructaudio=instructaudio_diffusers.cli:main",
             "instructaudio-convert-hifigan=instructaudio_diffusers.conversion.convert_hifigan:main",
         ]
     },
