@@ -10,7 +10,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from diffusers.models.attention import AttentionModuleMixin
 from diffusers.models.attention_dispatch import dispatch_attention_fn
-from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZero
 from diffusers.utils.torch_utils import maybe_allow_in_graph
 
@@ -28,27 +27,20 @@ def key_padding_mask(attention_mask: torch.BoolTensor) -> torch.BoolTensor:
     return attention_mask[:, None, None, :]
 
 
-def apply_rotary_emb_per_sample(
-    hidden_states: torch.Tensor, rotary_emb: tuple[torch.Tensor, torch.Tensor]
-) -> torch.Tensor:
+def apply_rotary_emb_per_sample(hidden_states: torch.Tensor, rotary_emb: torch.Tensor) -> torch.Tensor:
     r"""
-    Rotate `hidden_states` `(batch_size, seq_len, heads, head_dim)` by per-sample tables `(cos, sin)`, each
-    `(batch_size, seq_len, head_dim)` in diffusers' interleaved layout.
+    Rotate `hidden_states` `(batch_size, seq_len, heads, head_dim)` by a per-sample complex table `rotary_emb`
+    `(batch_size, seq_len, head_dim // 2)` from [`~embeddings.rotary_embedding`].
 
-    diffusers' `apply_rotary_emb` shares one `(seq_len, head_dim)` table across the batch, but aligned RoPE gives
-    every sample its own phoneme positions. Folding the batch into the sequence axis makes the shared-table helper
-    apply exactly the per-sample rotation.
+    Channel pairs `(2j, 2j + 1)` are rotated as complex numbers (diffusers' interleaved layout, the same rotation as
+    `apply_rotary_emb(..., use_real=True, use_real_unbind_dim=-1)`), in float32 as diffusers does. Aligned RoPE gives
+    every sample its own phoneme positions, hence a table per sample rather than diffusers' shared one; and one
+    complex multiplication is one kernel where the `(cos, sin)` form takes five (unbind, negate, stack, two
+    multiplications and an addition), ~5x faster on CPU for the same result.
     """
-    cos, sin = rotary_emb
-    batch_size, seq_len = hidden_states.shape[:2]
-    rotated = apply_rotary_emb(
-        hidden_states.reshape(1, batch_size * seq_len, *hidden_states.shape[2:]),
-        (cos.reshape(batch_size * seq_len, cos.shape[-1]), sin.reshape(batch_size * seq_len, sin.shape[-1])),
-        use_real=True,
-        use_real_unbind_dim=-1,
-        sequence_dim=1,
-    )
-    return rotated.reshape(hidden_states.shape)
+    pairs = torch.view_as_complex(hidden_states.float().unflatten(-1, (-1, 2)))
+    rotated = torch.view_as_real(pairs * rotary_emb[:, :, None, :]).flatten(-2)
+    return rotated.type_as(hidden_states)
 
 
 class InstructAudioAttnProcessor:
@@ -72,7 +64,7 @@ class InstructAudioAttnProcessor:
         hidden_states: torch.Tensor,
         encoder_hidden_states: torch.Tensor | None = None,
         attention_mask: torch.BoolTensor | None = None,
-        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        rotary_emb: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         r"""
         Args:
@@ -82,8 +74,8 @@ class InstructAudioAttnProcessor:
                 the text stream of joint attention; it comes first in the concatenated sequence.
             attention_mask (`torch.BoolTensor` of shape `(batch_size, text_len + seq_len)`, *optional*):
                 True for valid keys, over the concatenated sequence (`seq_len` alone for self-attention).
-            rotary_emb (`tuple[torch.Tensor, torch.Tensor]`, *optional*):
-                `(cos, sin)`, each `(batch_size, text_len + seq_len, head_dim)`.
+            rotary_emb (`torch.Tensor` of shape `(batch_size, text_len + seq_len, head_dim // 2)`, *optional*):
+                complex rotary table from [`~embeddings.rotary_embedding`].
 
         Returns:
             `torch.Tensor` of shape `(batch_size, seq_len, dim)` for self-attention; for joint attention the audio
@@ -105,11 +97,8 @@ class InstructAudioAttnProcessor:
                 query = torch.cat([attn.norm_added_q(text_query), query], dim=1)
 
         if rotary_emb is not None:
-            query_rotary_emb = rotary_emb
-            if query.shape[1] != key.shape[1]:
-                text_len = key.shape[1] - query.shape[1]
-                query_rotary_emb = (rotary_emb[0][:, text_len:], rotary_emb[1][:, text_len:])
-            query = apply_rotary_emb_per_sample(query, query_rotary_emb)
+            # Without text queries (context-pre-only) the queries are the last `seq_len` positions.
+            query = apply_rotary_emb_per_sample(query, rotary_emb[:, rotary_emb.shape[1] - query.shape[1] :])
             key = apply_rotary_emb_per_sample(key, rotary_emb)
 
         attn_mask = key_padding_mask(attention_mask) if attention_mask is not None else None
@@ -195,7 +184,7 @@ class InstructAudioAttention(nn.Module, AttentionModuleMixin):
         hidden_states: torch.Tensor,
         encoder_hidden_states: torch.Tensor | None = None,
         attention_mask: torch.BoolTensor | None = None,
-        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        rotary_emb: torch.Tensor | None = None,
     ):
         r"""See [`InstructAudioAttnProcessor.__call__`] for shapes."""
         return self.processor(self, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
@@ -299,7 +288,7 @@ class InstructAudioJointTransformerBlock(nn.Module):
         encoder_hidden_states: torch.Tensor,
         temb: torch.Tensor,
         attention_mask: torch.BoolTensor,
-        rotary_emb: tuple[torch.Tensor, torch.Tensor],
+        rotary_emb: torch.Tensor,
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         r"""
         Args:
@@ -307,7 +296,8 @@ class InstructAudioJointTransformerBlock(nn.Module):
             encoder_hidden_states (`torch.Tensor` of shape `(batch_size, text_len, dim)`): text stream.
             temb (`torch.Tensor` of shape `(batch_size, dim)`): timestep embedding.
             attention_mask (`torch.BoolTensor` of shape `(batch_size, text_len + latent_frames)`): valid tokens.
-            rotary_emb (`(cos, sin)`, each `(batch_size, text_len + latent_frames, head_dim)`).
+            rotary_emb (`torch.Tensor` of shape `(batch_size, text_len + latent_frames, head_dim // 2)`): complex
+                rotary table.
 
         Returns:
             `(encoder_hidden_states, hidden_states)`; the text stream is `None` when `context_pre_only`.
@@ -385,10 +375,10 @@ class InstructAudioSingleTransformerBlock(nn.Module):
         hidden_states: torch.Tensor,
         temb: torch.Tensor,
         attention_mask: torch.BoolTensor,
-        rotary_emb: tuple[torch.Tensor, torch.Tensor],
+        rotary_emb: torch.Tensor,
     ) -> torch.Tensor:
         r"""`hidden_states` `(batch_size, latent_frames, dim)`, `temb` `(batch_size, dim)`, `attention_mask`
-        `(batch_size, latent_frames)`, `rotary_emb` `(cos, sin)` each `(batch_size, latent_frames, head_dim)`."""
+        `(batch_size, latent_frames)`, `rotary_emb` `(batch_size, latent_frames, head_dim // 2)` complex."""
         norm_hidden_states, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.norm1(hidden_states, emb=temb)
         attn_output = self.attn(norm_hidden_states, attention_mask=attention_mask, rotary_emb=rotary_emb)
         hidden_states = hidden_states + gate_msa[:, None] * attn_output

@@ -25,9 +25,14 @@ def positions_from_mask(attention_mask: torch.BoolTensor) -> torch.LongTensor:
     return ((attention_mask.long().cumsum(dim=1) - 1) * attention_mask).clamp(min=0)
 
 
-def rotary_embedding(positions: torch.Tensor, dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_embedding(positions: torch.Tensor, dim: int, theta: float) -> torch.Tensor:
     r"""
-    Rotary tables for per-sample, possibly fractional positions (aligned RoPE places phonemes between frames).
+    Rotary table for per-sample, possibly fractional positions (aligned RoPE places phonemes between frames).
+
+    The table is complex, `exp(i * position * frequency)`, so that applying it is one complex multiplication per
+    channel pair ([`~attention.apply_rotary_emb_per_sample`]) instead of the five elementwise kernels of the
+    `(cos, sin)` form; the frequencies are diffusers' `get_1d_rotary_pos_embed` ones, with channel pairs
+    `(2j, 2j + 1)` (the interleaved layout).
 
     Args:
         positions (`torch.Tensor` of shape `(batch_size, seq_len)`): positions, any sign, float or integer.
@@ -35,19 +40,14 @@ def rotary_embedding(positions: torch.Tensor, dim: int, theta: float) -> tuple[t
         theta (`float`): the RoPE base.
 
     Returns:
-        `(cos, sin)`, each `torch.Tensor` of shape `(batch_size, seq_len, dim)` in float32, interleaved layout.
+        `torch.Tensor` of shape `(batch_size, seq_len, dim // 2)`, complex64.
     """
     # float64 where the device has it (as Flux does): positions reach ~2000 and float32 angles lose precision.
     freqs_dtype = maybe_adjust_dtype_for_device(torch.float64, positions.device)
-    cos, sin = get_1d_rotary_pos_embed(
-        dim,
-        positions.reshape(-1).to(freqs_dtype),
-        theta=theta,
-        use_real=True,
-        repeat_interleave_real=True,
-        freqs_dtype=freqs_dtype,
+    freqs_cis = get_1d_rotary_pos_embed(
+        dim, positions.reshape(-1).to(freqs_dtype), theta=theta, use_real=False, freqs_dtype=freqs_dtype
     )
-    return cos.reshape(*positions.shape, dim), sin.reshape(*positions.shape, dim)
+    return freqs_cis.to(torch.complex64).reshape(*positions.shape, dim // 2)
 
 
 class InstructAudioPhonemeEncoderLayer(nn.Module):
@@ -73,9 +73,10 @@ class InstructAudioPhonemeEncoderLayer(nn.Module):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.BoolTensor,
-        rotary_emb: tuple[torch.Tensor, torch.Tensor],
+        rotary_emb: torch.Tensor,
     ) -> torch.Tensor:
-        r"""`hidden_states` `(batch_size, seq_len, dim)`, `attention_mask` `(batch_size, seq_len)` -> same shape."""
+        r"""`hidden_states` `(batch_size, seq_len, dim)`, `attention_mask` `(batch_size, seq_len)`, `rotary_emb`
+        `(batch_size, seq_len, head_dim // 2)` complex -> `(batch_size, seq_len, dim)`."""
         hidden_states = hidden_states + self.attn(
             self.norm1(hidden_states), attention_mask=attention_mask, rotary_emb=rotary_emb
         )

@@ -532,7 +532,7 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
             self.rope_positions(text_condition, audio_mask), self.head_dim, self.config.rope_theta
         )
         text_len = text_mask.shape[1]
-        audio_rotary_emb = (rotary_emb[0][:, text_len:], rotary_emb[1][:, text_len:])
+        audio_rotary_emb = rotary_emb[:, text_len:]
         attention_mask = torch.cat([text_mask, audio_mask], dim=1)
 
         timestep = torch.as_tensor(timestep, device=device).reshape(-1).expand(batch_size)
