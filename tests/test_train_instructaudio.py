@@ -395,3 +395,38 @@ def test_two_process_cpu_training_with_torchrun(fixture_dir, tmp_path):
     pipe.set_progress_bar_config(disable=True)
     audio = pipe("A calm woman speaks.", "Hello.", audio_length_in_s=0.1, num_inference_steps=2).audios[0]
     assert np.isfinite(audio).all()
+
+
+def test_whole_recipe_prepare_vae_main_model_generate(fixture_dir, tmp_path):
+    """The README's recipe at toy size: the prepared dataset -> a freshly trained Mel-VAE -> a new
+    transformer trained on that VAE's latents -> `from_pretrained` -> audio."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    import train_mel_vae
+    from instructaudio_diffusers import AutoencoderKLMel
+
+    vae_config = tmp_path / "vae.json"
+    vae_config.write_text(json.dumps(dict(get_dummy_components()["vae"].config)))
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    vae_args = ["--dataset_dir", str(fixture_dir / "prepared"), "--vae_config", str(vae_config)]
+    vae_args += ["--output_dir", str(tmp_path / "vae"), "--segment_seconds", "0.1", "--train_batch_size", "2"]
+    vae_args += "--max_train_steps 3 --report_to none --validation_steps 0 --seed 0".split()
+    train_mel_vae.main(train_mel_vae.parse_args(vae_args))
+    trained_vae = AutoencoderKLMel.from_pretrained(tmp_path / "vae")
+    assert trained_vae.config.latents_std is not None
+
+    config = dict(get_dummy_components()["transformer"].config)
+    (tmp_path / "transformer.json").write_text(json.dumps(config))
+    pipeline = fixture_dir / "pipeline"
+    model = ("--transformer_config", str(tmp_path / "transformer.json"), "--vae", str(tmp_path / "vae"))
+    model += ("--vocoder", str(pipeline / "vocoder"), "--text_encoder", str(pipeline / "text_encoder"))
+    output = tmp_path / "run"
+    summary = run(training_args(fixture_dir, output, "--max_train_steps", "3", model=model))
+    assert summary.global_step == 3 and all(np.isfinite(summary.losses))
+
+    pipe = InstructAudioPipeline.from_pretrained(output)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.vae.config.latents_std == trained_vae.config.latents_std
+    audio = pipe("A calm woman speaks.", "Hello.", audio_length_in_s=0.1, num_inference_steps=2).audios[0]
+    assert audio.shape == (800,) and np.isfinite(audio).all()
