@@ -148,13 +148,19 @@ def test_output_types(pipe):
     assert torch.is_tensor(waveform) and waveform.shape == (800,)
 
 
-def test_precomputed_instruction_embeds_match(pipe):
-    reference = pipe(**get_dummy_inputs()).audios
+@pytest.mark.parametrize("num_waveforms_per_prompt", [1, 2])
+def test_precomputed_instruction_embeds_match(pipe, num_waveforms_per_prompt):
+    reference = pipe(**get_dummy_inputs(), num_waveforms_per_prompt=num_waveforms_per_prompt).audios
     embeds, mask = pipe.encode_instruction("A young woman speaks cheerfully.")
     inputs = get_dummy_inputs()
     inputs.pop("instruction")
-    audios = pipe(**inputs, instruction_embeds=embeds, instruction_attention_mask=mask).audios
-    assert _max_diff(reference, audios) == 0
+    audios = pipe(
+        **inputs,
+        instruction_embeds=embeds,
+        instruction_attention_mask=mask,
+        num_waveforms_per_prompt=num_waveforms_per_prompt,
+    ).audios
+    assert len(audios) == num_waveforms_per_prompt and _max_diff(reference, audios) == 0
 
 
 def test_several_waveforms_per_prompt_differ(pipe):
@@ -274,6 +280,13 @@ def test_bad_input_raises_before_heavy_work(pipe, overrides, match):
     finally:
         hook.remove()
     assert calls == []
+
+
+def test_a_shifting_scheduler_is_rejected(components):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    with pytest.raises(ValueError, match="must not shift"):
+        InstructAudioPipeline(**{**components, "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)})
 
 
 def test_mismatched_components_are_rejected(components):

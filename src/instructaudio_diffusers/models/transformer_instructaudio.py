@@ -130,15 +130,16 @@ class InstructAudioDurationPredictor(nn.Module):
         hidden_states = text_condition.hidden_states.detach()
         valid = text_condition.attention_mask
         pooled, num_phonemes = [], None
+        # Counts, pooling and logs in float32: in bf16 integers above 256 are inexact and log(count) moves in
+        # ~3 % steps, which would quantise every predicted duration.
         for token_type in (TEXT_TOKEN_INSTRUCTION, TEXT_TOKEN_PHONEME):
-            weights = (valid & (text_condition.token_types == token_type))[..., None].to(hidden_states.dtype)
+            weights = (valid & (text_condition.token_types == token_type))[..., None].float()
             count = weights.sum(dim=1)
-            pooled.append((hidden_states * weights).sum(dim=1) / count.clamp(min=1))
+            pooled.append((hidden_states.float() * weights).sum(dim=1) / count.clamp(min=1))
             num_phonemes = count
-        features = self.norm(torch.cat(pooled, dim=-1))
-        features = torch.cat([features, torch.log1p(num_phonemes)], dim=-1)
-        log_frames = self.mlp(features).squeeze(-1) + torch.log(num_phonemes.squeeze(-1).clamp(min=1))
-        return log_frames.float()
+        features = torch.cat(pooled, dim=-1).to(hidden_states.dtype)
+        features = torch.cat([self.norm(features), torch.log1p(num_phonemes).to(hidden_states.dtype)], dim=-1)
+        return self.mlp(features).squeeze(-1).float() + torch.log(num_phonemes.squeeze(-1).clamp(min=1))
 
 
 class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):

@@ -15,6 +15,7 @@ from huggingface_hub import snapshot_download
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..models import AutoencoderKLMel, InstructAudioTransformerModel
+from ..models.transformer_instructaudio import InstructAudioTextCondition
 from ..processing import InstructAudioProcessor
 from .external_components import load_external, mark_external
 from .model_card import write_model_card
@@ -150,7 +151,15 @@ class InstructAudioPipeline(DiffusionPipeline):
         return getattr(self, "_interrupt", False)
 
     def _check_components(self) -> None:
-        vae, vocoder, transformer = self.vae, self.vocoder, self.transformer
+        vae, vocoder, transformer, scheduler = self.vae, self.vocoder, self.transformer, self.scheduler
+        if scheduler is not None and (
+            scheduler.config.get("shift", 1.0) != 1.0 or scheduler.config.get("use_dynamic_shifting", False)
+        ):
+            # The pipeline passes the exact sigmas it wants; a shifting scheduler would warp them again.
+            raise ValueError(
+                "the scheduler must not shift sigmas (use FlowMatchEulerDiscreteScheduler(shift=1.0) without "
+                "dynamic shifting); the pipeline computes its own schedule."
+            )
         if vae is not None and vocoder is not None:
             voc = vocoder.config
             if voc.n_mels != vae.config.n_mels or voc.sampling_rate != vae.config.sampling_rate:
@@ -249,8 +258,8 @@ class InstructAudioPipeline(DiffusionPipeline):
 
         Returns:
             `(embeds, attention_mask)` of shapes `(B * num_waveforms_per_prompt, L, D_enc)` and
-            `(B * num_waveforms_per_prompt, L)` (bool). Pass them back as `instruction_embeds` and
-            `instruction_attention_mask` to skip the encoder.
+            `(B * num_waveforms_per_prompt, L)` (bool). Computed with `num_waveforms_per_prompt=1`, they
+            can be passed back as `instruction_embeds` and `instruction_attention_mask` to skip the encoder.
         """
         device = device or self._execution_device
         instruction = [instruction] if isinstance(instruction, str) else list(instruction)
@@ -277,7 +286,7 @@ class InstructAudioPipeline(DiffusionPipeline):
         audio_length_in_s: float | list[float] | None,
         texts: list[str],
         latents: torch.Tensor | None,
-        text_condition_inputs: tuple[torch.Tensor, ...],
+        text_condition: InstructAudioTextCondition,
         num_waveforms_per_prompt: int,
     ) -> torch.Tensor:
         """Latent frames per output item `(B * num_waveforms_per_prompt,)`.
@@ -286,7 +295,7 @@ class InstructAudioPipeline(DiffusionPipeline):
         default length; the transformer's duration predictor.
         """
         batch = len(texts) * num_waveforms_per_prompt
-        device = text_condition_inputs[0].device
+        device = text_condition.hidden_states.device
         frame_rate = self.vae.latent_frame_rate
         if audio_length_in_s is not None:
             seconds = (
@@ -297,7 +306,7 @@ class InstructAudioPipeline(DiffusionPipeline):
         if latents is not None:
             return torch.full((batch,), latents.shape[-1], device=device)
         with torch.no_grad():
-            predicted = self.transformer.predict_duration(*text_condition_inputs).exp().round()
+            predicted = self.transformer.predict_duration(text_condition=text_condition).exp().round()
         instrumental = torch.tensor([not t.strip() for t in texts], device=device).repeat_interleave(
             num_waveforms_per_prompt
         )
@@ -441,33 +450,44 @@ class InstructAudioPipeline(DiffusionPipeline):
         self._interrupt = False
         device = self._execution_device
 
-        # 2. Encode the instruction (and the unconditional one for guidance)
+        # 2. Encode the instruction
         if instruction_embeds is None:
             instruction_embeds, instruction_attention_mask = self.encode_instruction(
                 instructions, device, num_waveforms_per_prompt
             )
-        else:
+        else:  # given per prompt, like encode_instruction's output with num_waveforms_per_prompt=1
             instruction_embeds = instruction_embeds.to(device, self.transformer.dtype)
+            instruction_embeds = instruction_embeds.repeat_interleave(num_waveforms_per_prompt, dim=0)
             instruction_attention_mask = instruction_attention_mask.to(device).bool()
+            instruction_attention_mask = instruction_attention_mask.repeat_interleave(
+                num_waveforms_per_prompt, dim=0
+            )
 
-        # 3. Phonemes
+        # 3. Phonemes, and the text stream computed once for every step (and the duration predictor)
         phoneme_ids, phoneme_mask = self.encode_text(texts, device, num_waveforms_per_prompt)
-        condition_inputs = (instruction_embeds, instruction_attention_mask, phoneme_ids, phoneme_mask)
+        text_condition = self.transformer.encode_text_condition(
+            instruction_embeds, instruction_attention_mask, phoneme_ids, phoneme_mask
+        )
 
         # 4. Duration
         latent_frames = self.prepare_latent_frames(
-            audio_length_in_s, texts, latents, condition_inputs, num_waveforms_per_prompt
+            audio_length_in_s, texts, latents, text_condition, num_waveforms_per_prompt
         )
 
         # 5. Latents and masks
         latents = self.prepare_latents(latent_frames, instruction_embeds.dtype, device, generator, latents)
         audio_mask = lengths_to_mask(latent_frames, latents.shape[-1])
 
-        # 6. Conditioning, computed once for all steps; the guidance branch is batched with the conditional one
-        text_condition = self._prepare_text_condition(
-            condition_inputs, negative_instruction, batch_size, num_waveforms_per_prompt, device
-        )
+        # 6. The unconditional branch of guidance, batched with the conditional one
         if self.do_classifier_free_guidance:
+            unconditional = self._unconditional_text_condition(
+                instruction_embeds,
+                instruction_attention_mask,
+                negative_instruction,
+                num_waveforms_per_prompt,
+                device,
+            )
+            text_condition = InstructAudioTextCondition.cat([text_condition, unconditional])
             audio_mask = torch.cat([audio_mask, audio_mask])
 
         # 7. Sigmas
@@ -495,39 +515,43 @@ class InstructAudioPipeline(DiffusionPipeline):
             return (audios,)
         return AudioPipelineOutput(audios=audios)
 
-    def _prepare_text_condition(
-        self, condition_inputs, negative_instruction, batch_size, num_waveforms_per_prompt, device
-    ):
-        instruction_embeds, instruction_mask, phoneme_ids, phoneme_mask = condition_inputs
-        if self.do_classifier_free_guidance:
-            if negative_instruction is None:
-                # Dropped instruction, exactly as in training's condition dropout: every token masked out.
-                negative_embeds, negative_mask = (
-                    torch.zeros_like(instruction_embeds),
-                    torch.zeros_like(instruction_mask),
-                )
-            else:
-                negative = (
-                    [negative_instruction] * batch_size
-                    if isinstance(negative_instruction, str)
-                    else negative_instruction
-                )
-                negative_embeds, negative_mask = self.encode_instruction(
-                    negative, device, num_waveforms_per_prompt
-                )
-            instruction_embeds, instruction_mask = _concat_padded(
-                (instruction_embeds, instruction_mask), (negative_embeds, negative_mask)
-            )
-            # The unconditional branch also drops the text: every phoneme is masked out.
-            phoneme_ids = torch.cat([phoneme_ids, phoneme_ids])
-            phoneme_mask = torch.cat([phoneme_mask, torch.zeros_like(phoneme_mask)])
-        return self.transformer.encode_text_condition(
-            instruction_embeds, instruction_mask, phoneme_ids, phoneme_mask
-        )
+    def _unconditional_text_condition(
+        self,
+        instruction_embeds: torch.Tensor,
+        instruction_mask: torch.Tensor,
+        negative_instruction: str | list[str] | None,
+        num_waveforms_per_prompt: int,
+        device: torch.device,
+    ) -> InstructAudioTextCondition:
+        """Text stream of the guidance branch: the negative instruction (or none) and no text.
 
-    def _denoise_step(self, latents, t, text_condition, audio_mask):
+        Without a negative instruction every instruction token is masked out, exactly as training's
+        condition dropout does; the text is always dropped, so no phoneme is encoded.
+        """
+        if negative_instruction is None:
+            embeds, mask = torch.zeros_like(instruction_embeds), torch.zeros_like(instruction_mask)
+        else:
+            prompts = instruction_embeds.shape[0] // num_waveforms_per_prompt
+            negative = (
+                [negative_instruction] * prompts
+                if isinstance(negative_instruction, str)
+                else negative_instruction
+            )
+            embeds, mask = self.encode_instruction(negative, device, num_waveforms_per_prompt)
+        no_phonemes = torch.zeros(embeds.shape[0], 0, dtype=torch.long, device=device)
+        return self.transformer.encode_text_condition(embeds, mask, no_phonemes, no_phonemes.bool())
+
+    def _denoise_step(
+        self,
+        latents: torch.Tensor,
+        t: torch.Tensor,
+        text_condition: InstructAudioTextCondition,
+        audio_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """One Euler step of latents `(B, C, T)` at timestep `t` (`sigma * 1000`), with batched guidance."""
         model_input = torch.cat([latents, latents]) if self.do_classifier_free_guidance else latents
-        timestep = t.expand(model_input.shape[0]).to(latents.dtype)
+        # Kept in float32: bf16 would round 968.75 to 968, a timestep training never showed the model.
+        timestep = t.expand(model_input.shape[0])
         velocity = self.transformer(
             hidden_states=model_input,
             timestep=timestep,
@@ -539,17 +563,3 @@ class InstructAudioPipeline(DiffusionPipeline):
             conditional, unconditional = velocity.chunk(2)
             velocity = unconditional + self.guidance_scale * (conditional - unconditional)
         return self.scheduler.step(velocity, t, latents, return_dict=False)[0]
-
-
-def _concat_padded(first: tuple[torch.Tensor, torch.Tensor], second: tuple[torch.Tensor, torch.Tensor]):
-    """Concatenate two `(embeds (B, L, D), mask (B, L))` pairs along the batch, padding L to the longer one."""
-    length = max(first[0].shape[1], second[0].shape[1])
-
-    def pad(embeds, mask):
-        extra = length - embeds.shape[1]
-        return torch.nn.functional.pad(embeds, (0, 0, 0, extra)), torch.nn.functional.pad(
-            mask, (0, extra), value=False
-        )
-
-    (e1, m1), (e2, m2) = pad(*first), pad(*second)
-    return torch.cat([e1, e2]), torch.cat([m1, m2])
