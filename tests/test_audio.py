@@ -70,6 +70,8 @@ def test_bad_waveforms_raise(bad, match):
 def test_bad_mel_config_raises():
     with pytest.raises(ValueError, match="mel_fmax"):
         MelSpectrogram(sampling_rate=16000, mel_fmax=9000.0)
+    with pytest.raises(ValueError, match="must be even"):
+        MelSpectrogram(n_fft=1024, hop_length=255)
 
 
 def test_load_mixes_to_mono_and_resamples(tmp_path):

@@ -48,6 +48,9 @@ class MelSpectrogram(nn.Module):
         mel_fmax = mel_fmax or sampling_rate / 2
         if win_length > n_fft:
             raise ValueError(f"win_length ({win_length}) must not exceed n_fft ({n_fft}).")
+        if (n_fft - hop_length) % 2:
+            # Symmetric padding of (n_fft - hop) / 2 is what makes L samples give exactly L // hop frames.
+            raise ValueError(f"n_fft - hop_length must be even, got n_fft={n_fft}, hop_length={hop_length}.")
         if not 0 <= mel_fmin < mel_fmax <= sampling_rate / 2:
             raise ValueError(
                 f"Need 0 <= mel_fmin < mel_fmax <= sampling_rate / 2, got mel_fmin={mel_fmin}, "

@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import threading
 from dataclasses import dataclass
 
 import jieba
@@ -48,6 +49,8 @@ __all__ = [
     "normalize_chinese",
     "split_syllable",
 ]
+
+_TOKENIZER_LOCK = threading.Lock()
 
 PINYIN_INITIALS: tuple[str, ...] = (
     "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h",
@@ -183,12 +186,14 @@ class ChineseG2P:
     @property
     def tokenizer(self) -> jieba.Tokenizer:
         if self._tokenizer is None:
-            jieba.setLogLevel(logging.ERROR)  # its "Building prefix dict" chatter is not our output
-            tokenizer = jieba.Tokenizer()
-            tokenizer.initialize()
-            for word in _EXTRA_WORDS:
-                tokenizer.add_word(word)  # jieba picks a frequency that keeps the word whole
-            self._tokenizer = tokenizer
+            with _TOKENIZER_LOCK:  # several server threads may make the first call at once
+                if self._tokenizer is None:
+                    jieba.setLogLevel(logging.ERROR)  # its "Building prefix dict" chatter is not our output
+                    tokenizer = jieba.Tokenizer()
+                    tokenizer.initialize()
+                    for word in _EXTRA_WORDS:
+                        tokenizer.add_word(word)  # jieba picks a frequency that keeps the word whole
+                    self._tokenizer = tokenizer
         return self._tokenizer
 
     # ------------------------------------------------------------------ public API

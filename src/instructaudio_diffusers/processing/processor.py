@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import unicodedata
 import warnings
 from typing import Any
@@ -62,6 +63,9 @@ MAX_CHARACTERS_PER_TOKEN = 4
 # the marks they merge: question over exclamation over full stop over comma.
 _PAUSE_RANK = {"<,>": 0, "<.>": 1, "<!>": 2, "<?>": 3}
 _LANGUAGES = tuple(LANGUAGE_TOKENS)
+# Servers (the web demo) phonemize from several threads; the lazy G2P builds must happen once, and the
+# English one temporarily patches process-wide state, so all builds share one lock.
+_G2P_BUILD_LOCK = threading.RLock()
 
 
 class InstructAudioProcessor(PreTrainedTokenizer):
@@ -280,7 +284,9 @@ class InstructAudioProcessor(PreTrainedTokenizer):
     @property
     def english_g2p(self) -> english.EnglishG2P:
         if self._english_g2p is None:
-            self._english_g2p = english.EnglishG2P()
+            with _G2P_BUILD_LOCK:  # the first build patches process-wide state (nltk.download, sys.modules)
+                if self._english_g2p is None:
+                    self._english_g2p = english.EnglishG2P()
         return self._english_g2p
 
     def _english_items(self, run: LanguageRun, dropped: list[str]) -> list[list[str] | str]:
@@ -331,7 +337,9 @@ class InstructAudioProcessor(PreTrainedTokenizer):
     @property
     def chinese_g2p(self) -> chinese.ChineseG2P:
         if self._chinese_g2p is None:
-            self._chinese_g2p = chinese.ChineseG2P()
+            with _G2P_BUILD_LOCK:
+                if self._chinese_g2p is None:
+                    self._chinese_g2p = chinese.ChineseG2P()
         return self._chinese_g2p
 
     def _normalize_chinese(self, text: str, dropped: list[str] | None) -> str:
