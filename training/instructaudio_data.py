@@ -18,16 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from instructaudio_diffusers.pipelines.pipeline_instructaudio import INSTRUMENTAL_TEXT, lengths_to_mask
 from utils import resolve_audio_path  # training/ is on sys.path in every script that imports this module
 
-#: Text used for clips without words (instrumental music); the pipeline does the same.
-INSTRUMENTAL_TEXT = "[inst]"
 _META_COLUMNS = ("audio_path", "audio_path_absolute", "source_path", "instruction", "text")
-
-
-def lengths_to_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
-    """`(B,)` lengths -> `(B, max_length)` boolean mask, True on valid positions."""
-    return torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def resampled_length(num_samples: int, orig_sr: int, target_sr: int) -> int:
@@ -225,7 +219,11 @@ def encode_latents(
     if "posterior_mean" in batch:
         raw = batch["posterior_mean"][..., :max_frames].to(device, torch.float32)
         if sample_posterior and "posterior_std" in batch:
-            noise = torch.randn(raw.shape, generator=generator).to(device)
+            # Per clip at its own length, in batch order, exactly as the live path below draws it: a clip's
+            # noise then depends neither on its batch-mates' lengths nor on whether features were cached.
+            noise = torch.zeros_like(raw)
+            for i, count in enumerate(frames.tolist()):
+                noise[i, :, :count] = torch.randn(raw.shape[1], count, generator=generator).to(device)
             raw = raw + batch["posterior_std"][..., :max_frames].to(device, torch.float32) * noise
     else:
         # One clip per forward: padding clips to a common length would change their last frames, and the

