@@ -182,6 +182,13 @@ def test_duration_predictor_sets_the_length_when_none_is_given(pipe):
         )
     expected = int(frames.exp().round().clamp(1, pipe.transformer.config.max_audio_frames).item())
     assert audio.shape == (expected * pipe.samples_per_latent_frame,)
+    predicted = pipe.predict_audio_length_in_s(
+        ["A young woman speaks cheerfully.", "Calm piano."], ["Hello world.", ""]
+    )
+    assert predicted[0] == len(audio) / pipe.sampling_rate
+    assert (
+        predicted[1] == pipe.transformer.config.max_audio_frames / pipe.vae.latent_frame_rate
+    )  # 10 s, clamped
 
 
 def test_given_latents_are_used(pipe):

@@ -317,6 +317,21 @@ class InstructAudioPipeline(DiffusionPipeline):
         )
         return predicted.clamp(1, self.transformer.config.max_audio_frames).long()
 
+    @torch.no_grad()
+    def predict_audio_length_in_s(self, instruction: str | list[str], text: str | list[str]) -> list[float]:
+        """The length, in seconds, `__call__` picks when no `audio_length_in_s` is given: the duration
+        predictor's, or the instrumental default for empty text. Lets a caller cap or show it beforehand."""
+        instructions = [instruction] if isinstance(instruction, str) else list(instruction)
+        texts = [text] * len(instructions) if isinstance(text, str) else list(text)
+        if len(texts) != len(instructions):
+            raise ValueError(f"Got {len(instructions)} instructions but {len(texts)} texts.")
+        device = self._execution_device
+        embeds, mask = self.encode_instruction(instructions, device)
+        phoneme_ids, phoneme_mask = self.encode_text(texts, device, 1)
+        text_condition = self.transformer.encode_text_condition(embeds, mask, phoneme_ids, phoneme_mask)
+        frames = self.prepare_latent_frames(None, texts, None, text_condition, 1)
+        return [count / self.vae.latent_frame_rate for count in frames.tolist()]
+
     def prepare_latents(
         self,
         latent_frames: torch.Tensor,
