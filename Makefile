@@ -5,7 +5,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,demo,training,eval
+EXTRAS ?= dev,demo,training,eval,app
 PYTEST_ARGS ?=
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
@@ -32,8 +32,15 @@ test-fast:
 	$(MAKE) test PYTEST_ARGS="-m 'not slow and not browser' $(PYTEST_ARGS)"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests training benchmarks examples scripts
+	$(VENV)/bin/ruff check src tests training benchmarks examples app
 
 demo: $(STAMP)
 	@echo "The demo model is not trained yet (see the demo-model issue); nothing to generate." >&2
 	@exit 1
+
+# The web demo on http://127.0.0.1:7860 with the shipped demo model; flags go in APP_ARGS, e.g.
+# make app APP_ARGS="--model runs/instructaudio --max_seconds 20" (or --model tiny-random to try the UI).
+APP_ARGS ?=
+.PHONY: app
+app: $(STAMP)
+	$(PY) app/app.py $(APP_ARGS)

@@ -1,0 +1,287 @@
+"""InstructAudio web demo: a Gradio app over `InstructAudioPipeline`.
+
+    python app/app.py                          # the shipped demo model, on http://127.0.0.1:7860
+    python app/app.py --model PATH_OR_REPO_ID  # any saved pipeline
+    python app/app.py --model tiny-random      # toy random weights: tries the interface, output is noise
+
+Needs the `app` extra (`pip install -e ".[app]"`). The rules (validation, generation, language detection,
+mel plotting) live in `app_core.py`; this file only lays out widgets and wires them to those functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# Gradio reports usage to its servers by default; a local demo has no business calling out.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from app_core import (  # noqa: E402 (after the environment is set for Gradio)
+    DEFAULT_MAX_SECONDS,
+    EXAMPLES,
+    MAX_GUIDANCE_SCALE,
+    MAX_INFERENCE_STEPS,
+    MAX_SEED,
+    TASKS,
+    TINY_RANDOM,
+    ModelNotFoundError,
+    describe_languages,
+    detect_languages,
+    generate,
+    length_cap_in_s,
+    load_pipeline,
+    mel_image,
+    to_int16,
+    validate_request,
+)
+
+from instructaudio_diffusers import InstructAudioPipeline  # noqa: E402
+
+#: Label and placeholder of the text box for each task: the same box holds words, turns or lyrics.
+TEXT_BOX = {
+    "Speech": ("Text", "What to say, in English, Chinese or both. Fix a pronunciation with read{R EH1 D}."),
+    "Dialogue": ("Dialogue", "[S0] First speaker's turn. [S1] Second speaker's turn."),
+    "Music": (
+        "Lyrics (empty: instrumental)",
+        "[verse] ... [chorus] ... or leave empty for instrumental music",
+    ),
+}
+RANDOM_WEIGHTS_BANNER = (
+    '<div id="random-weights-banner" style="padding:0.8em 1em;border-radius:8px;background:#fde68a;'
+    'color:#78350f;border:2px solid #d97706;font-weight:600">Random weights: this app runs the '
+    f"<code>{TINY_RANDOM}</code> toy pipeline, so every output is noise. It shows the interface only; start "
+    "it with <code>--model</code> and a trained pipeline for real audio.</div>"
+)
+
+
+def _import_gradio():
+    try:
+        import gradio as gr
+    except ImportError as err:
+        raise SystemExit('The web demo needs Gradio: pip install -e ".[app]"') from err
+    return gr
+
+
+def build_demo(
+    pipe: InstructAudioPipeline, *, model_name: str, is_random: bool, max_seconds: float, max_queue: int
+):
+    """Lay out the page and wire its events.
+
+    Args:
+        pipe: The pipeline every request runs on (one, shared: the queue lets one request at a time in).
+        model_name: Shown in the header.
+        is_random: Show the random-weights banner.
+        max_seconds: `--max_seconds`; the cap is lower when the model cannot place that much audio.
+        max_queue: Requests that may wait; more are turned away rather than piling up.
+
+    Returns:
+        The queued `gr.Blocks`, ready to `launch()`.
+    """
+    gr = _import_gradio()
+    max_length_in_s = length_cap_in_s(pipe, max_seconds)
+
+    def language_of(text: str | None) -> str:
+        return describe_languages(detect_languages(text or "", pipe.processor))
+
+    def on_task_change(task: str):
+        label, placeholder = TEXT_BOX[task]
+        return gr.Textbox(label=label, placeholder=placeholder)
+
+    def on_generate(
+        task: str,
+        instruction: str,
+        text: str,
+        automatic_length: bool,
+        audio_length_in_s: float,
+        num_inference_steps: float,
+        guidance_scale: float,
+        seed: float,
+        randomize_seed: bool,
+        progress=gr.Progress(),  # noqa: B008 (Gradio's way of asking for a progress tracker)
+    ):
+        try:
+            request = validate_request(
+                task,
+                instruction,
+                text,
+                None if automatic_length else audio_length_in_s,
+                num_inference_steps,
+                guidance_scale,
+                seed,
+                randomize_seed,
+                max_length_in_s,
+            )
+            progress(0, desc="Reading the text")
+            result = generate(
+                pipe,
+                request,
+                max_length_in_s,
+                on_step=lambda done, total: progress((done, total), desc="Denoising", unit="steps"),
+            )
+        except ValueError as err:
+            # The page shows only the message, and the processor's and the pipeline's messages already say
+            # what is wrong and where; `from None` keeps the server's log of it to one traceback.
+            raise gr.Error(str(err)) from None
+        for note in result.warnings:
+            gr.Warning(note)
+        progress(1.0, desc="Drawing the mel-spectrogram")
+        return (
+            (result.sampling_rate, to_int16(result.audio)),
+            mel_image(pipe, result.audio),
+            " ".join(result.phonemes),
+            result.summary(),
+            result.seed,
+            describe_languages(result.languages),
+        )
+
+    with gr.Blocks(title="InstructAudio", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(
+            "# InstructAudio\nSpeech, two-speaker dialogue and music in English and Chinese from a "
+            f"natural-language instruction. Model: `{model_name}`, {pipe.sampling_rate} Hz, "
+            f"clips up to {max_length_in_s:.1f} s."
+        )
+        if is_random:
+            gr.HTML(RANDOM_WEIGHTS_BANNER)
+        with gr.Row():
+            with gr.Column(scale=3):
+                task = gr.Radio(list(TASKS), value="Speech", label="Task", elem_id="task")
+                instruction = gr.Textbox(
+                    label="Instruction",
+                    placeholder="A young woman speaks cheerfully. / Upbeat electronic track, 128 BPM.",
+                    lines=2,
+                    elem_id="instruction",
+                )
+                text = gr.Textbox(
+                    label=TEXT_BOX["Speech"][0], placeholder=TEXT_BOX["Speech"][1], lines=4, elem_id="text"
+                )
+                language = gr.Textbox(
+                    label="Detected language",
+                    value=language_of(""),
+                    interactive=False,
+                    elem_id="language",
+                )
+                with gr.Accordion("Advanced settings", open=False):
+                    automatic_length = gr.Checkbox(
+                        value=True, label="Automatic duration (predicted from the text)", elem_id="automatic"
+                    )
+                    audio_length_in_s = gr.Slider(
+                        minimum=min(0.5, max_length_in_s),
+                        maximum=max_length_in_s,
+                        value=min(5.0, max_length_in_s),
+                        step=0.1,
+                        label="Duration (s)",
+                        interactive=False,
+                        elem_id="duration",
+                    )
+                    num_inference_steps = gr.Slider(
+                        1, MAX_INFERENCE_STEPS, value=32, step=1, label="Steps", elem_id="steps"
+                    )
+                    guidance_scale = gr.Slider(
+                        0.0,
+                        MAX_GUIDANCE_SCALE,
+                        value=2.0,
+                        step=0.1,
+                        label="Guidance scale",
+                        elem_id="guidance",
+                    )
+                    with gr.Row():
+                        seed = gr.Number(
+                            value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed"
+                        )
+                        randomize_seed = gr.Checkbox(
+                            value=True, label="Randomize seed", elem_id="randomize-seed"
+                        )
+                generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
+            with gr.Column(scale=4):
+                audio = gr.Audio(
+                    label="Audio", type="numpy", format="wav", interactive=False, elem_id="output-audio"
+                )
+                mel = gr.Image(label="Mel-spectrogram", type="numpy", interactive=False, elem_id="mel-image")
+                phonemes = gr.Textbox(
+                    label="Phonemes (the processor's tokens; fix a word with {...} in the text)",
+                    lines=3,
+                    interactive=False,
+                    elem_id="phonemes",
+                )
+                info = gr.Textbox(label="Generation", interactive=False, elem_id="generation-info")
+        gr.Examples(examples=[list(example) for example in EXAMPLES], inputs=[task, instruction, text])
+
+        task.change(on_task_change, inputs=task, outputs=text, queue=False, show_progress="hidden")
+        # Cheap and per keystroke: off the queue so typing never waits behind a generation.
+        text.change(language_of, inputs=text, outputs=language, queue=False, show_progress="hidden")
+        automatic_length.change(
+            lambda automatic: gr.Slider(interactive=not automatic),
+            inputs=automatic_length,
+            outputs=audio_length_in_s,
+            queue=False,
+            show_progress="hidden",
+        )
+        generate_button.click(
+            on_generate,
+            inputs=[
+                task,
+                instruction,
+                text,
+                automatic_length,
+                audio_length_in_s,
+                num_inference_steps,
+                guidance_scale,
+                seed,
+                randomize_seed,
+            ],
+            outputs=[audio, mel, phonemes, info, seed, language],
+            api_name="generate",
+        )
+    # One generation at a time: a second would only halve the speed of both and double the memory.
+    return demo.queue(default_concurrency_limit=1, max_size=max_queue)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="InstructAudio web demo (Gradio).")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"pipeline folder or Hub repo id (default: the shipped demo model); {TINY_RANDOM}: toy "
+        "random weights",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: localhost only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument(
+        "--max_seconds",
+        type=float,
+        default=DEFAULT_MAX_SECONDS,
+        help="longest clip a request may ask for, automatic lengths included "
+        f"(default {DEFAULT_MAX_SECONDS:g})",
+    )
+    parser.add_argument("--max_queue", type=int, default=16, help="requests that may wait; more are refused")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.max_seconds <= 0 or args.max_queue < 1:
+        print("app: error: --max_seconds and --max_queue must be positive.", file=sys.stderr)
+        return 2
+    try:
+        pipe, is_random = load_pipeline(args.model, args.device)
+    except ModelNotFoundError as err:
+        print(f"app: error: {err}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as err:
+        print(f"app: error: cannot load a pipeline from {args.model}: {err}", file=sys.stderr)
+        return 2
+    demo = build_demo(
+        pipe,
+        model_name=args.model or "demo model",
+        is_random=is_random,
+        max_seconds=args.max_seconds,
+        max_queue=args.max_queue,
+    )
+    demo.launch(server_name=args.host, server_port=args.port, show_error=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

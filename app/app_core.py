@@ -1,0 +1,399 @@
+"""What the web demo does, without the web: loading, language detection, validation, generation, mel image.
+
+Nothing here imports Gradio, so the tests exercise every rule the app enforces without a server or a
+browser; `app.py` only wires these functions to widgets and turns their `ValueError`s into `gr.Error`s.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from instructaudio_diffusers import InstructAudioPipeline, InstructAudioProcessor
+from instructaudio_diffusers.cli import DEFAULT_MODEL
+from instructaudio_diffusers.pipelines.pipeline_instructaudio import INSTRUMENTAL_TEXT
+from instructaudio_diffusers.processing.text_segmentation import (
+    TextSegment,
+    parse_markup,
+    script_of,
+    split_language_runs,
+)
+from instructaudio_diffusers.processing.vocab import SPEAKER_TOKENS
+
+TASKS = ("Speech", "Dialogue", "Music")
+#: `--model` value that builds the toy pipeline of the tests: tries the UI before any trained model exists.
+TINY_RANDOM = "tiny-random"
+#: Default `--max_seconds`: long enough for a paragraph or a song section, short enough that one request
+#: cannot hold a shared CPU for minutes.
+DEFAULT_MAX_SECONDS = 30.0
+#: Upper bound of the steps slider, enforced server-side too since any client can post to the API.
+MAX_INFERENCE_STEPS = 100
+MAX_GUIDANCE_SCALE = 10.0
+MAX_SEED = 2**32 - 1
+LANGUAGE_NAMES = {"en": "English", "zh": "Chinese"}
+
+#: Clickable examples, `(task, instruction, text)`: English (with a pronunciation override), Chinese (with a
+#: date to normalise and an override), mixed text, a dialogue, an instrumental and a song with lyrics.
+EXAMPLES: list[tuple[str, str, str]] = [
+    (
+        "Speech",
+        "A young woman speaks cheerfully at a brisk pace.",
+        "Hello there! Yesterday I read{R EH1 D} a wonderful book about the sea.",
+    ),
+    (
+        "Speech",
+        "A middle-aged man speaks slowly in a calm, warm voice.",
+        "今天是2025年5月1日，我在银行{hang2}门口等你。",
+    ),
+    (
+        "Speech",
+        "A young man speaks quickly and excitedly.",
+        "我们明天用Python写一个demo, OK? Let's start at 9 am!",
+    ),
+    (
+        "Dialogue",
+        "Speaker 0 is a cheerful young woman; speaker 1 is a calm middle-aged man.",
+        "[S0] 你好呀，今天天气怎么样？ [S1] Hello! What a sunny day! [S0] 那我们去公园吧。",
+    ),
+    ("Music", "Upbeat electronic dance track at 128 BPM with a bright synth lead, happy atmosphere.", ""),
+    (
+        "Music",
+        "A gentle acoustic pop song with a soft female voice and warm guitar.",
+        "[verse] Lights on the city tonight [chorus] We keep dancing till the morning light",
+    ),
+]
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The default demo model is not in this checkout; the message says which flag to pass instead."""
+
+
+def load_pipeline(model: str | None, device: str | None = None) -> tuple[InstructAudioPipeline, bool]:
+    """Load the pipeline the app serves.
+
+    Args:
+        model: A pipeline folder, a Hub repo id, `"tiny-random"` for the seeded toy pipeline of the tests, or
+            `None` for the shipped demo model.
+        device: Where to run (`"cpu"`, `"cuda"`, ...); default: CUDA when available.
+
+    Returns:
+        `(pipeline, is_random)`; `is_random` is True for `tiny-random`, whose output is noise.
+
+    Raises:
+        ModelNotFoundError: `model` is `None` and the demo model is missing. There is deliberately no
+            fallback to random weights: a demo that silently serves noise looks like a broken model.
+        OSError, ValueError: the folder or repo holds no loadable pipeline.
+    """
+    if model == TINY_RANDOM:
+        from instructaudio_diffusers.testing_utils import get_dummy_components
+
+        pipe, is_random = InstructAudioPipeline(**get_dummy_components()), True
+    else:
+        if model is None:
+            model = os.path.normpath(DEFAULT_MODEL)
+            if not os.path.isdir(model):
+                raise ModelNotFoundError(
+                    f"The demo model is not at {model} (it is not trained yet, or this is not a source "
+                    "checkout). Pass --model with a pipeline folder or Hub repo id, or "
+                    f"--model {TINY_RANDOM} to try the interface with random weights."
+                )
+        pipe, is_random = InstructAudioPipeline.from_pretrained(model), False
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe.set_progress_bar_config(disable=True)  # progress goes to the page, not the server's terminal
+    return pipe.to(device), is_random
+
+
+def length_cap_in_s(pipe: InstructAudioPipeline, max_seconds: float) -> float:
+    """Longest clip the app generates: `--max_seconds`, or less when the model cannot place that much."""
+    return min(float(max_seconds), pipe.max_audio_length_in_s)
+
+
+# ----------------------------------------------------------------------------------- language
+
+
+def detect_languages(text: str, processor: InstructAudioProcessor) -> list[str]:
+    """Languages (`"en"`, `"zh"`) the processor will read `text` in, in order of first appearance.
+
+    Uses the processor's own markup parsing and language-run splitting, so tags and `{...}` overrides do not
+    count and digits join the language they are read in. While the user is still typing the markup may be
+    malformed (an unclosed `[`); then the letters' scripts alone decide, since this is only a display.
+    """
+    try:
+        segments = [
+            item for item in parse_markup(text, processor.num_speakers) if isinstance(item, TextSegment)
+        ]
+        runs = [
+            run for segment in segments for run in split_language_runs(segment, processor.default_language)
+        ]
+        languages = [run.language for run in runs if run.text.strip()]
+    except ValueError:
+        languages = [language for language in map(script_of, text) if language is not None]
+    return list(dict.fromkeys(languages))
+
+
+def describe_languages(languages: list[str]) -> str:
+    """A label for `detect_languages`' result: "English", "Chinese", "Mixed: Chinese + English"."""
+    if not languages:
+        return "None: no text (instrumental music)"
+    names = [LANGUAGE_NAMES.get(language, language) for language in languages]
+    return names[0] if len(names) == 1 else "Mixed: " + " + ".join(names)
+
+
+# ----------------------------------------------------------------------------------- validation
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation as the user asked for it; `audio_length_in_s=None` means automatic."""
+
+    task: str
+    instruction: str
+    text: str
+    audio_length_in_s: float | None
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int
+
+
+def _is_whole_number(value: float | int | None, low: int, high: int) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and math.isfinite(value)
+        and value == int(value)
+        and low <= value <= high
+    )
+
+
+def validate_request(
+    task: str,
+    instruction: str | None,
+    text: str | None,
+    audio_length_in_s: float | None,
+    num_inference_steps: float | int,
+    guidance_scale: float,
+    seed: float | int | None,
+    randomize_seed: bool,
+    max_length_in_s: float,
+) -> GenerationRequest:
+    """Check the form's values against what the task needs and the server allows.
+
+    The text itself (markup, overrides, length) is checked later by the processor, whose messages already
+    name the problem and its position; this function only adds what the processor cannot know: the task,
+    and the server's limits (any client can post to the API, so the sliders' bounds are not enough).
+
+    Returns:
+        The request with stripped strings and, when `randomize_seed`, a fresh seed from the OS (never from
+        the global RNG, which other requests share).
+
+    Raises:
+        ValueError: with a message meant for the user.
+    """
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}.")
+    instruction, text = (instruction or "").strip(), (text or "").strip()
+    if not instruction:
+        raise ValueError("The instruction is empty: describe the voice or the music to generate.")
+    if task == "Speech" and not text:
+        raise ValueError("Speech needs a text to speak. For instrumental music, choose the Music task.")
+    if task == "Dialogue" and not text:
+        raise ValueError("A dialogue needs a text with speaker tags, e.g. [S0] Hi! [S1] Hello.")
+    if audio_length_in_s is not None and not (
+        math.isfinite(audio_length_in_s) and 0 < audio_length_in_s <= max_length_in_s
+    ):
+        raise ValueError(
+            f"Duration must be between 0 and {max_length_in_s:.1f} seconds here, got {audio_length_in_s}; "
+            "or tick 'Automatic duration'."
+        )
+    if not _is_whole_number(num_inference_steps, 1, MAX_INFERENCE_STEPS):
+        raise ValueError(
+            f"Steps must be a whole number from 1 to {MAX_INFERENCE_STEPS}, got {num_inference_steps}."
+        )
+    if not (math.isfinite(guidance_scale) and 0 <= guidance_scale <= MAX_GUIDANCE_SCALE):
+        raise ValueError(f"Guidance must be between 0 and {MAX_GUIDANCE_SCALE}, got {guidance_scale}.")
+    if randomize_seed:
+        seed = secrets.randbelow(MAX_SEED + 1)
+    elif not _is_whole_number(seed, 0, MAX_SEED):
+        raise ValueError(
+            f"Seed must be a whole number from 0 to {MAX_SEED}, got {seed}; or tick 'Randomize seed'."
+        )
+    return GenerationRequest(
+        task=task,
+        instruction=instruction,
+        text=text,
+        audio_length_in_s=None if audio_length_in_s is None else float(audio_length_in_s),
+        num_inference_steps=int(num_inference_steps),
+        guidance_scale=float(guidance_scale),
+        seed=int(seed),
+    )
+
+
+def phonemize(processor: InstructAudioProcessor, task: str, text: str) -> tuple[list[str], list[str]]:
+    """The phoneme tokens the pipeline will condition on, and the processor's warnings as messages.
+
+    Empty text is read as instrumental music, as the pipeline reads it (`INSTRUMENTAL_TEXT`). Warnings
+    (dropped emoji, tokens outside the vocabulary) are collected rather than logged, so the user sees what
+    was left out.
+
+    Raises:
+        ValueError: the processor's own message for malformed text, or a dialogue without speaker tags.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        tokens = processor.phonemize(text or INSTRUMENTAL_TEXT)
+    if task == "Dialogue" and not any(token in SPEAKER_TOKENS for token in tokens):
+        raise ValueError(
+            "A dialogue needs speaker tags: start each turn with [S0] or [S1], e.g. [S0] Hi! [S1] Hello."
+        )
+    return tokens, [str(warning.message) for warning in caught]
+
+
+# ----------------------------------------------------------------------------------- generation
+
+
+@dataclass
+class GenerationResult:
+    """What one generation produced and how, for the page and for the tests.
+
+    `audio` is 1-D float32 at `sampling_rate`; `length_source` says where its length came from.
+    """
+
+    audio: np.ndarray
+    sampling_rate: int
+    phonemes: list[str]
+    languages: list[str]
+    length_source: str
+    elapsed_s: float
+    seed: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def audio_length_in_s(self) -> float:
+        return len(self.audio) / self.sampling_rate
+
+    def summary(self) -> str:
+        """One line for the page: length, time taken, real-time factor, seed."""
+        seconds = self.audio_length_in_s
+        return (
+            f"{seconds:.2f} s of audio ({self.length_source}) generated in {self.elapsed_s:.2f} s "
+            f"(real-time factor {self.elapsed_s / seconds:.2f}) at {self.sampling_rate} Hz, seed {self.seed}."
+        )
+
+
+def predict_length_in_s(pipe: InstructAudioPipeline, instruction: str, text: str) -> float:
+    """The length the pipeline would choose on its own (duration predictor, or the instrumental default).
+
+    Predicted ahead of the call so that `--max_seconds` also caps automatic lengths; the pipeline itself
+    only clamps to the model's maximum.
+    """
+    return pipe.predict_audio_length_in_s(instruction, text)[0]
+
+
+def generate(
+    pipe: InstructAudioPipeline,
+    request: GenerationRequest,
+    max_length_in_s: float,
+    on_step: Callable[[int, int], None] | None = None,
+) -> GenerationResult:
+    """Run one validated request through the pipeline.
+
+    Args:
+        pipe: The loaded pipeline.
+        request: From `validate_request`.
+        max_length_in_s: Cap on the length, automatic lengths included (see `length_cap_in_s`).
+        on_step: Called as `(steps_done, total_steps)` after each denoising step, for a progress bar.
+
+    Raises:
+        ValueError: the processor's or the pipeline's message for input they refuse.
+    """
+    start = time.perf_counter()
+    phonemes, notes = phonemize(pipe.processor, request.task, request.text)
+    if request.audio_length_in_s is not None:
+        length_in_s, length_source = request.audio_length_in_s, "requested"
+    else:
+        length_in_s = predict_length_in_s(pipe, request.instruction, request.text)
+        length_source = "instrumental default" if not request.text else "predicted"
+        if length_in_s > max_length_in_s:
+            length_in_s, length_source = (
+                max_length_in_s,
+                f"{length_source}, capped at {max_length_in_s:.1f} s",
+            )
+
+    def callback(pipeline: InstructAudioPipeline, step: int, timestep: torch.Tensor, tensors: dict) -> dict:
+        if on_step is not None:
+            on_step(step + 1, pipeline.num_timesteps)
+        return tensors
+
+    audio = pipe(
+        instruction=request.instruction,
+        text=request.text,
+        audio_length_in_s=length_in_s,
+        num_inference_steps=request.num_inference_steps,
+        guidance_scale=request.guidance_scale,
+        generator=torch.Generator().manual_seed(request.seed),
+        callback_on_step_end=callback,
+    ).audios[0]
+    return GenerationResult(
+        audio=np.asarray(audio, dtype=np.float32),
+        sampling_rate=pipe.sampling_rate,
+        phonemes=phonemes,
+        languages=detect_languages(request.text, pipe.processor),
+        length_source=length_source,
+        elapsed_s=time.perf_counter() - start,
+        seed=request.seed,
+        warnings=notes,
+    )
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    """Float waveform in [-1, 1] -> 16-bit PCM samples (clipped), as the page's WAV player gets them."""
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype(np.int16)
+
+
+# ----------------------------------------------------------------------------------- mel image
+
+
+def mel_of(pipe: InstructAudioPipeline, audio: np.ndarray) -> np.ndarray:
+    """Log-mel `(n_mels, frames)` of a waveform through the VAE's own mel front end: what the model sees."""
+    mel_spectrogram = pipe.vae.mel_spectrogram()
+    with torch.no_grad():
+        mel = mel_spectrogram(torch.from_numpy(np.asarray(audio, dtype=np.float32)).to(pipe.vae.device))
+    return mel[0].cpu().numpy()
+
+
+def plot_mel(log_mel: np.ndarray, sampling_rate: int, hop_length: int) -> np.ndarray:
+    """Render a log-mel `(n_mels, frames)` as an RGB image `(height, width, 3)` uint8, time in seconds.
+
+    Uses matplotlib's object API on an Agg canvas: no pyplot global state, so concurrent renders cannot
+    draw into each other's figures.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise ImportError('Plotting the mel-spectrogram needs matplotlib: pip install -e ".[app]"') from err
+    figure = Figure(figsize=(8, 2.6), dpi=100, layout="constrained")
+    canvas = FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    duration_in_s = log_mel.shape[1] * hop_length / sampling_rate
+    image = axes.imshow(
+        log_mel, origin="lower", aspect="auto", cmap="magma", extent=(0.0, duration_in_s, 0, log_mel.shape[0])
+    )
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("mel bin")
+    figure.colorbar(image, ax=axes, label="log amplitude")
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def mel_image(pipe: InstructAudioPipeline, audio: np.ndarray) -> np.ndarray:
+    """The page's mel-spectrogram picture of generated audio, `(height, width, 3)` uint8."""
+    config = pipe.vae.config
+    return plot_mel(mel_of(pipe, audio), config.sampling_rate, config.hop_length)

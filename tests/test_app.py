@@ -1,0 +1,247 @@
+"""The web demo's logic without a browser: loading, language detection, validation, generation, mel image."""
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+APP_DIR = Path(__file__).resolve().parents[1] / "app"
+sys.path.insert(0, str(APP_DIR))
+
+import app_core  # noqa: E402
+from app_core import (  # noqa: E402
+    EXAMPLES,
+    MAX_SEED,
+    ModelNotFoundError,
+    describe_languages,
+    detect_languages,
+    generate,
+    length_cap_in_s,
+    load_pipeline,
+    mel_image,
+    phonemize,
+    plot_mel,
+    predict_length_in_s,
+    to_int16,
+    validate_request,
+)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    pipe, is_random = load_pipeline("tiny-random", device="cpu")
+    assert is_random
+    return pipe
+
+
+def request_for(task="Speech", instruction="A calm man speaks.", text="Hello.", **overrides):
+    values = dict(
+        audio_length_in_s=0.2,
+        num_inference_steps=2,
+        guidance_scale=2.0,
+        seed=3,
+        randomize_seed=False,
+        max_length_in_s=2.0,
+    )
+    values.update(overrides)
+    return validate_request(task, instruction, text, **values)
+
+
+# ----------------------------------------------------------------------------------- loading
+
+
+def test_missing_default_model_names_the_flag_instead_of_falling_back(monkeypatch, tmp_path):
+    monkeypatch.setattr(app_core, "DEFAULT_MODEL", str(tmp_path / "instructaudio-demo"))
+    with pytest.raises(ModelNotFoundError, match="--model"):
+        load_pipeline(None)
+
+
+def test_app_main_exits_with_a_message_when_the_demo_model_is_missing(monkeypatch, tmp_path, capsys):
+    import app
+
+    monkeypatch.setattr(app_core, "DEFAULT_MODEL", str(tmp_path / "instructaudio-demo"))
+    assert app.main([]) == 2
+    err = capsys.readouterr().err
+    assert "demo model is not at" in err and "--model" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags", [["--max_seconds", "0"], ["--max_queue", "0"]])
+def test_app_main_refuses_non_positive_limits(flags, capsys):
+    import app
+
+    assert app.main(["--model", "tiny-random", *flags]) == 2
+    assert "must be positive" in capsys.readouterr().err
+
+
+def test_app_main_names_an_unloadable_model(tmp_path, capsys):
+    import app
+
+    assert app.main(["--model", str(tmp_path)]) == 2
+    assert "cannot load a pipeline" in capsys.readouterr().err
+
+
+def test_length_cap_is_the_flag_or_the_model_limit(pipe):
+    assert length_cap_in_s(pipe, 1.0) == 1.0
+    assert length_cap_in_s(pipe, 1000.0) == pipe.max_audio_length_in_s
+
+
+# ----------------------------------------------------------------------------------- language
+
+
+@pytest.mark.parametrize(
+    "text, languages",
+    [
+        ("Hello there, how are you?", ["en"]),
+        ("今天天气很好。", ["zh"]),
+        ("我们用Python写代码", ["zh", "en"]),
+        ("[S0] 你好 [S1] Hello!", ["zh", "en"]),
+        ("银行{hang2}", ["zh"]),  # the override's Latin letters are markup, not English
+        ("在2025年", ["zh"]),  # digits join the language they are read in
+        ("12345", ["en"]),  # no letters at all: the processor's default language
+        ("", []),
+        ("[S0 hello 你好", ["en", "zh"]),  # unclosed tag while typing: scripts alone decide
+    ],
+)
+def test_detect_languages_follows_the_processor(pipe, text, languages):
+    assert detect_languages(text, pipe.processor) == languages
+
+
+def test_describe_languages():
+    assert describe_languages(["en"]) == "English"
+    assert describe_languages(["zh", "en"]) == "Mixed: Chinese + English"
+    assert "instrumental" in describe_languages([])
+
+
+# ----------------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "task, instruction, text, overrides, message",
+    [
+        ("Speech", "   ", "Hello.", {}, "instruction is empty"),
+        ("Speech", "A calm man.", "  ", {}, "Speech needs a text"),
+        ("Dialogue", "Two friends.", "", {}, "speaker tags"),
+        ("Singing", "A calm man.", "Hello.", {}, "Unknown task"),
+        ("Speech", "A calm man.", "Hello.", {"audio_length_in_s": 2.5}, "Duration must be between 0 and 2.0"),
+        ("Speech", "A calm man.", "Hello.", {"audio_length_in_s": 0.0}, "Duration"),
+        ("Speech", "A calm man.", "Hello.", {"audio_length_in_s": math.nan}, "Duration"),
+        ("Speech", "A calm man.", "Hello.", {"num_inference_steps": 0}, "Steps"),
+        ("Speech", "A calm man.", "Hello.", {"num_inference_steps": 2.5}, "Steps"),
+        ("Speech", "A calm man.", "Hello.", {"num_inference_steps": 1000}, "Steps"),
+        ("Speech", "A calm man.", "Hello.", {"guidance_scale": math.inf}, "Guidance"),
+        ("Speech", "A calm man.", "Hello.", {"seed": -1}, "Seed"),
+        ("Speech", "A calm man.", "Hello.", {"seed": math.nan}, "Seed"),
+        ("Speech", "A calm man.", "Hello.", {"seed": None}, "Seed"),
+    ],
+)
+def test_validate_request_refuses_with_a_readable_message(task, instruction, text, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        request_for(task, instruction, text, **overrides)
+
+
+def test_validate_request_normalises_and_randomizes():
+    request = request_for(
+        "Music", "  Calm piano.  ", "", audio_length_in_s=None, seed=None, randomize_seed=True
+    )
+    assert request.instruction == "Calm piano." and request.text == "" and request.audio_length_in_s is None
+    assert isinstance(request.seed, int) and 0 <= request.seed <= MAX_SEED
+    assert request_for(seed=7.0).seed == 7
+
+
+def test_phonemize_passes_the_processors_errors_and_warnings(pipe):
+    with pytest.raises(ValueError, match=r"Unknown speaker tag '\[S9\]' at character 0"):
+        phonemize(pipe.processor, "Speech", "[S9] hello")
+    with pytest.raises(ValueError, match="speaker tags"):
+        phonemize(pipe.processor, "Dialogue", "No tags here.")
+    tokens, notes = phonemize(pipe.processor, "Speech", "Hello 😀")
+    assert tokens[:2] == ["<en>", "HH"] and any("😀" in note for note in notes)
+    assert phonemize(pipe.processor, "Music", "") == (["[inst]"], [])
+
+
+def test_examples_cover_every_task_and_language_and_are_valid(pipe):
+    tasks, languages = set(), set()
+    for task, instruction, text in EXAMPLES:
+        request = request_for(task, instruction, text, audio_length_in_s=None)
+        phonemize(pipe.processor, request.task, request.text)
+        tasks.add(task)
+        languages.add(describe_languages(detect_languages(text, pipe.processor)).split(":")[0])
+    assert tasks == {"Speech", "Dialogue", "Music"}
+    assert {"English", "Chinese", "Mixed"} <= languages
+    assert sum(task == "Music" for task, _, _ in EXAMPLES) == 2
+
+
+# ----------------------------------------------------------------------------------- generation
+
+
+def test_generate_gives_the_requested_length_and_reports_progress(pipe):
+    steps = []
+    result = generate(
+        pipe, request_for(text="Hello 你好"), 2.0, on_step=lambda done, total: steps.append((done, total))
+    )
+    assert result.audio.dtype == np.float32 and result.audio.shape == (1600,) and result.sampling_rate == 8000
+    assert steps == [(1, 2), (2, 2)]
+    assert result.phonemes[0] == "<en>" and "<zh>" in result.phonemes and result.languages == ["en", "zh"]
+    assert (
+        result.summary().startswith("0.20 s of audio (requested) generated in")
+        and "seed 3" in result.summary()
+    )
+    again = generate(pipe, request_for(text="Hello 你好"), 2.0)
+    np.testing.assert_array_equal(result.audio, again.audio)
+
+
+def test_predicted_length_is_the_pipelines_own_choice(pipe):
+    # The app predicts the automatic length ahead of the call to cap it; it must match what the pipeline
+    # would have chosen, or the cap and the display drift from the model.
+    instruction, text = "A calm man speaks.", "Hello there, how are you today?"
+    audio = pipe(instruction=instruction, text=text, num_inference_steps=1).audios[0]
+    assert predict_length_in_s(pipe, instruction, text) == pytest.approx(len(audio) / pipe.sampling_rate)
+
+
+def test_automatic_length_is_capped_by_max_seconds(pipe):
+    # Instrumental music defaults to 10 s, far over this cap.
+    result = generate(
+        pipe, request_for("Music", "Calm piano.", "", audio_length_in_s=None, max_length_in_s=0.1), 0.1
+    )
+    assert result.audio_length_in_s == pytest.approx(0.1)
+    assert result.length_source == "instrumental default, capped at 0.1 s"
+
+
+def test_processor_errors_reach_the_caller_as_value_errors(pipe):
+    with pytest.raises(ValueError, match="Unbalanced"):
+        generate(pipe, request_for(text="Hello {world"), 2.0)
+
+
+def test_to_int16_clips():
+    np.testing.assert_array_equal(
+        to_int16(np.array([-2.0, -1.0, 0.0, 0.5, 3.0])), [-32767, -32767, 0, 16384, 32767]
+    )
+
+
+def test_mel_image_is_an_rgb_picture(pipe):
+    audio = generate(pipe, request_for(), 2.0).audio
+    image = mel_image(pipe, audio)
+    assert (
+        image.dtype == np.uint8
+        and image.ndim == 3
+        and image.shape[2] == 3
+        and image.shape[1] > image.shape[0]
+    )
+    assert image.std() > 0  # something was drawn
+    assert plot_mel(np.zeros((16, 10)), 8000, 16).shape == image.shape
+
+
+# ----------------------------------------------------------------------------------- the Gradio app
+
+
+def test_build_demo_queues_one_generation_at_a_time(pipe):
+    pytest.importorskip("gradio", reason='the web demo needs the "app" extra')
+    import app
+
+    demo = app.build_demo(pipe, model_name="tiny-random", is_random=True, max_seconds=1.0, max_queue=3)
+    # Gradio keeps these on its private queue object; checked here because nothing else would notice
+    # the limit going missing until two users share a machine.
+    assert demo._queue.default_concurrency_limit == 1 and demo._queue.max_size == 3
+    config = str(demo.config)
+    assert "random-weights-banner" in config and "clips up to 1.0 s" in config
