@@ -62,9 +62,11 @@ from instructaudio_objective import flow_matching_losses  # noqa: E402
 from instructaudio_outputs import push_to_hub, run_validation, save_final_pipeline  # noqa: E402
 from utils import (  # noqa: E402
     TrainingProgress,
+    adamw_from_args,
     create_accelerator,
     keyed_generator,
     load_prepared_dataset,
+    lr_scheduler_from_args,
     resolve_checkpoint,
     save_checkpoint,
     tracker_config,
@@ -279,7 +281,6 @@ def check_launch(accelerator) -> None:
 
 def prepare_optimization(args: argparse.Namespace, accelerator, transformer, loader, sampler):
     """AdamW, the learning-rate schedule and the EMA; returns them prepared, with the step count."""
-    from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
     from instructaudio_diffusers import InstructAudioTransformerModel
@@ -288,26 +289,14 @@ def prepare_optimization(args: argparse.Namespace, accelerator, transformer, loa
         # A frame-budget batch has no fixed clip count: scale by accumulation and processes only.
         clips = 1 if args.max_frames_per_batch is not None else args.train_batch_size
         args.learning_rate *= clips * args.gradient_accumulation_steps * accelerator.num_processes
-    optimizer = torch.optim.AdamW(
-        transformer.parameters(),
-        lr=args.learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        weight_decay=args.adam_weight_decay,
-        eps=args.adam_epsilon,
-    )
+    optimizer = adamw_from_args(args, transformer.parameters())
     model, optimizer, loader = accelerator.prepare(transformer, optimizer, loader)
     max_train_steps = args.max_train_steps or sum(
         updates_in_epoch(loader, sampler, epoch, args.gradient_accumulation_steps)
         for epoch in range(args.num_train_epochs)
     )
-    # The prepared scheduler steps once per process per optimizer step, hence the scaling.
     lr_scheduler = accelerator.prepare(
-        get_scheduler(
-            args.lr_scheduler,
-            optimizer=optimizer,
-            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-            num_training_steps=max_train_steps * accelerator.num_processes,
-        )
+        lr_scheduler_from_args(args, optimizer, max_train_steps, accelerator.num_processes)
     )
     ema = None
     if args.use_ema:

@@ -58,6 +58,7 @@ from mel_vae_losses import (  # noqa: E402
 from utils import (  # noqa: E402
     EpochSeededSampler,
     TrainingProgress,
+    adamw_from_args,
     add_common_training_args,
     apply_config_file_defaults,
     check_common_training_args,
@@ -67,6 +68,7 @@ from utils import (  # noqa: E402
     load_vocoder,
     log_audio,
     log_image,
+    lr_scheduler_from_args,
     plot_mel,
     resolve_checkpoint,
     save_checkpoint,
@@ -306,7 +308,6 @@ def build_dataloader(
 def setup_run(args: argparse.Namespace) -> MelVAERun:
     """Accelerator, data, model, optimizers, scheduler, EMA; then the checkpoint to resume from, if any."""
     from accelerate.utils import DistributedType, set_seed
-    from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
     from instructaudio_diffusers import AutoencoderKLMel
@@ -334,24 +335,12 @@ def setup_run(args: argparse.Namespace) -> MelVAERun:
         args.learning_rate *= (
             args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes
         )
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=args.learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        weight_decay=args.adam_weight_decay,
-        eps=args.adam_epsilon,
-    )
+    optimizer = adamw_from_args(args, model.parameters())
     model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
     max_train_steps, num_train_epochs = training_length(
         len(train_dataloader), args.gradient_accumulation_steps, args.max_train_steps, args.num_train_epochs
     )
-    # The prepared scheduler steps once per process per optimizer step, hence the scaling.
-    lr_scheduler = get_scheduler(
-        args.lr_scheduler,
-        optimizer=optimizer,
-        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=max_train_steps * accelerator.num_processes,
-    )
+    lr_scheduler = lr_scheduler_from_args(args, optimizer, max_train_steps, accelerator.num_processes)
     run = MelVAERun(
         accelerator=accelerator,
         model=model,

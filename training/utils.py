@@ -171,6 +171,32 @@ def apply_config_file_defaults(parser: argparse.ArgumentParser, input_args: list
     return input_args
 
 
+def adamw_from_args(args: argparse.Namespace, parameters) -> torch.optim.AdamW:
+    """AdamW with the shared `--learning_rate`/`--adam_*` options."""
+    return torch.optim.AdamW(
+        parameters,
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+
+
+def lr_scheduler_from_args(args: argparse.Namespace, optimizer, max_train_steps: int, num_processes: int):
+    """diffusers' `get_scheduler` for `--lr_scheduler`/`--lr_warmup_steps`, before `accelerator.prepare`.
+
+    A prepared scheduler steps once per process per optimizer step, hence the scaling by `num_processes`.
+    """
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * num_processes,
+        num_training_steps=max_train_steps * num_processes,
+    )
+
+
 def create_accelerator(args: argparse.Namespace):
     """The run's `Accelerator`: TensorBoard under `output_dir/logging_dir`, accumulation, precision.
 
