@@ -144,11 +144,12 @@ def _pad(tensor, length, dim, generator, fill=None):
     return torch.cat([tensor, padding], dim=dim)
 
 
+@pytest.mark.parametrize("stretched", [False, True], ids=["plain", "stretched"])
 @pytest.mark.parametrize("padded", ["phonemes", "instruction", "audio", "all"])
-def test_padding_never_changes_valid_outputs(padded):
+def test_padding_never_changes_valid_outputs(padded, stretched):
     """Sample A run alone must give the same valid outputs when batched with a longer sample B, A being padded
     with garbage under a False mask."""
-    model = make_model()
+    model = make_model(stretched_phoneme_input=stretched)
     generator = torch.Generator().manual_seed(3)
     a = make_inputs(batch_size=1, frames=10, instruction_len=3, phoneme_len=5, seed=1)
     lengths = dict(
@@ -207,8 +208,9 @@ def test_left_padded_instruction_matches_right_padded():
     torch.testing.assert_close(left, right, rtol=0, atol=1e-5)
 
 
-def test_all_false_masks_give_finite_output_and_drop_text_matches():
-    model = make_model()
+@pytest.mark.parametrize("stretched", [False, True], ids=["plain", "stretched"])
+def test_all_false_masks_give_finite_output_and_drop_text_matches(stretched):
+    model = make_model(stretched_phoneme_input=stretched)
     inputs = make_inputs(batch_size=3)
     inputs["phoneme_attention_mask"][0] = False
     inputs["encoder_attention_mask"][1] = False
@@ -230,6 +232,38 @@ def test_all_false_masks_give_finite_output_and_drop_text_matches():
         )
         torch.testing.assert_close(dropped_duration.predicted_log_frames, kept)
         assert not torch.allclose(dropped[0], model(**full).sample[0])
+
+
+def test_stretched_phonemes_cover_the_frames_uniformly():
+    model = make_model(stretched_phoneme_input=True)
+    inputs = make_inputs(batch_size=2, frames=10, instruction_len=3, phoneme_len=4)
+    inputs["phoneme_attention_mask"][1, 2:] = False  # sample 1: 2 phonemes
+    inputs["encoder_attention_mask"][1, 1:] = False  # and 1 instruction token: a different packing
+    inputs["audio_attention_mask"][1, 7:] = False  # over 7 frames
+    with torch.no_grad():
+        condition = model.encode_text_condition(
+            inputs["encoder_hidden_states"],
+            inputs["encoder_attention_mask"],
+            inputs["phoneme_ids"],
+            inputs["phoneme_attention_mask"],
+        )
+        stretched = model.stretch_phonemes(condition, condition.attention_mask, inputs["audio_attention_mask"])
+    # Phoneme k of L covers the frames whose centre lies in [k T / L, (k + 1) T / L).
+    expected_phoneme = [[0, 0, 1, 1, 1, 2, 2, 3, 3, 3], [0, 0, 0, 1, 1, 1, 1]]
+    for sample, phonemes in enumerate(expected_phoneme):
+        is_phoneme = condition.token_types[sample] == TEXT_TOKEN_PHONEME
+        phoneme_states = condition.hidden_states[sample][is_phoneme & condition.attention_mask[sample]]
+        torch.testing.assert_close(stretched[sample, : len(phonemes)], phoneme_states[phonemes])
+        assert torch.count_nonzero(stretched[sample, len(phonemes) :]) == 0
+
+    # Dropped phonemes (classifier-free guidance) leave the audio input alone.
+    dropped_mask = condition.attention_mask & (condition.token_types != TEXT_TOKEN_PHONEME)
+    dropped = model.stretch_phonemes(condition, dropped_mask, inputs["audio_attention_mask"])
+    assert torch.count_nonzero(dropped) == 0
+
+    # Off by default (the paper's architecture) and in the saved config when on.
+    assert make_model().stretched_phoneme_proj is None
+    assert model.config.stretched_phoneme_input is True
 
 
 def test_precomputed_text_condition_matches():

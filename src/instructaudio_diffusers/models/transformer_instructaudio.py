@@ -163,6 +163,11 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
         - Packing: each sample's valid text tokens are moved to the front of the stream before the blocks, so the
           convolutional FFN sees the same neighbours whatever padding the batch adds.
         - Duration predictor: see [`InstructAudioDurationPredictor`]; it reads a detached text stream.
+        - Stretched phoneme input (`stretched_phoneme_input=True`, off in the paper configuration): an alignment
+          aid for small training budgets. Each audio frame also receives (through a linear layer) the encoded
+          phoneme that a uniform speaking rate would put there, phoneme `k` of `L2` covering frames
+          `[k T / L2, (k + 1) T / L2)`; attention still learns the real alignment. Samples whose phonemes are
+          dropped (classifier-free guidance) receive nothing.
         - AdaLN modulations and the output layer are zero-initialised (DiT's AdaLN-Zero): each block starts as the
           identity and, at the first step, only `proj_out` receives gradient; the rest follows from the next step.
         - Size: the paper configuration (`configs/paper/transformer`) has 1.19 B parameters against the paper's
@@ -193,6 +198,8 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
         timestep_embedding_dim (`int`, defaults to `256`): Sinusoidal channels of the timestep embedding.
         qk_norm_eps (`float`, defaults to `1e-6`): Epsilon of the QK-RMSNorms.
         norm_eps (`float`, defaults to `1e-6`): Epsilon of the layer norms and the instruction RMSNorm.
+        stretched_phoneme_input (`bool`, defaults to `False`): Add the linearly stretched phoneme encodings to the
+            audio input (see above); the demo configuration turns it on.
     """
 
     _supports_gradient_checkpointing = True
@@ -227,6 +234,7 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
         timestep_embedding_dim: int = 256,
         qk_norm_eps: float = 1e-6,
         norm_eps: float = 1e-6,
+        stretched_phoneme_input: bool = False,
     ):
         super().__init__()
         if num_joint_layers < 1:
@@ -255,6 +263,7 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
         self.text_register_token = nn.Parameter(torch.randn(1, 1, hidden_size) * 0.02)
 
         self.x_embedder = nn.Linear(in_channels, hidden_size)
+        self.stretched_phoneme_proj = nn.Linear(hidden_size, hidden_size) if stretched_phoneme_input else None
         self.transformer_blocks = nn.ModuleList(
             [
                 InstructAudioJointTransformerBlock(
@@ -462,6 +471,41 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
         )
         return torch.cat([text_positions, positions_from_mask(audio_attention_mask).float()], dim=1)
 
+    @staticmethod
+    def stretch_phonemes(
+        text_condition: InstructAudioTextCondition,
+        text_attention_mask: torch.BoolTensor,
+        audio_attention_mask: torch.BoolTensor,
+    ) -> torch.Tensor:
+        r"""
+        The phoneme encodings stretched uniformly over each sample's valid audio frames: frame `j` of `T` gets
+        phoneme `k` of `L2` when `k / L2 <= (j + 0.5) / T < (k + 1) / L2`; zero for padded frames and for samples
+        without (valid) phonemes.
+
+        Args:
+            text_condition ([`InstructAudioTextCondition`]): the text stream.
+            text_attention_mask (`torch.BoolTensor` of shape `(batch_size, text_len)`): the valid text tokens (the
+                condition's mask with dropped phonemes removed).
+            audio_attention_mask (`torch.BoolTensor` of shape `(batch_size, latent_frames)`): valid frames.
+
+        Returns:
+            `torch.Tensor` of shape `(batch_size, latent_frames, hidden_size)`.
+        """
+        is_phoneme = text_condition.attention_mask & (text_condition.token_types == TEXT_TOKEN_PHONEME)
+        num_phonemes = is_phoneme.sum(dim=1, keepdim=True)
+        # `positions` holds k / L2 for phoneme k; recover k exactly and compare it with each frame's phoneme index.
+        phoneme_index = torch.round(text_condition.positions * num_phonemes).long()
+        num_frames = audio_attention_mask.sum(dim=1, keepdim=True).clamp(min=1)
+        frame_center = positions_from_mask(audio_attention_mask).float() + 0.5
+        frame_phoneme = torch.floor(frame_center * num_phonemes / num_frames).long()
+        assignment = (
+            (frame_phoneme[:, :, None] == phoneme_index[:, None, :])
+            & (is_phoneme & text_attention_mask)[:, None, :]
+            & audio_attention_mask[:, :, None]
+        )
+        hidden_states = text_condition.hidden_states
+        return torch.bmm(assignment.to(hidden_states.dtype), hidden_states)
+
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -541,6 +585,9 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
 
         encoder_states = text_condition.hidden_states.to(dtype)
         audio_states = self.x_embedder(hidden_states.transpose(1, 2))
+        if self.stretched_phoneme_proj is not None:
+            stretched = self.stretch_phonemes(text_condition, text_mask, audio_mask)
+            audio_states = audio_states + self.stretched_phoneme_proj(stretched.to(dtype))
 
         for block in self.transformer_blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
