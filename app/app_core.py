@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from instructaudio_diffusers import InstructAudioPipeline, InstructAudioProcessor
+from instructaudio_diffusers.audio.plot import figure_to_rgb, mel_figure
 from instructaudio_diffusers.cli import DEFAULT_MODEL
 from instructaudio_diffusers.pipelines.pipeline_instructaudio import INSTRUMENTAL_TEXT
 from instructaudio_diffusers.processing.text_segmentation import (
@@ -369,28 +370,11 @@ def mel_of(pipe: InstructAudioPipeline, audio: np.ndarray) -> np.ndarray:
 
 
 def plot_mel(log_mel: np.ndarray, sampling_rate: int, hop_length: int) -> np.ndarray:
-    """Render a log-mel `(n_mels, frames)` as an RGB image `(height, width, 3)` uint8, time in seconds.
-
-    Uses matplotlib's object API on an Agg canvas: no pyplot global state, so concurrent renders cannot
-    draw into each other's figures.
-    """
+    """Render a log-mel `(n_mels, frames)` as an RGB image `(height, width, 3)` uint8, time in seconds."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        return figure_to_rgb(mel_figure([log_mel], sampling_rate, hop_length))
     except ImportError as err:
         raise ImportError('Plotting the mel-spectrogram needs matplotlib: pip install -e ".[app]"') from err
-    figure = Figure(figsize=(8, 2.6), dpi=100, layout="constrained")
-    canvas = FigureCanvasAgg(figure)
-    axes = figure.subplots()
-    duration_in_s = log_mel.shape[1] * hop_length / sampling_rate
-    image = axes.imshow(
-        log_mel, origin="lower", aspect="auto", cmap="magma", extent=(0.0, duration_in_s, 0, log_mel.shape[0])
-    )
-    axes.set_xlabel("time (s)")
-    axes.set_ylabel("mel bin")
-    figure.colorbar(image, ax=axes, label="log amplitude")
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def mel_image(pipe: InstructAudioPipeline, audio: np.ndarray) -> np.ndarray:

@@ -247,7 +247,9 @@ def test_stretched_phonemes_cover_the_frames_uniformly():
             inputs["phoneme_ids"],
             inputs["phoneme_attention_mask"],
         )
-        stretched = model.stretch_phonemes(condition, condition.attention_mask, inputs["audio_attention_mask"])
+        stretched = model.stretch_phonemes(
+            condition, condition.attention_mask, inputs["audio_attention_mask"]
+        )
     # Phoneme k of L covers the frames whose centre lies in [k T / L, (k + 1) T / L).
     expected_phoneme = [[0, 0, 1, 1, 1, 2, 2, 3, 3, 3], [0, 0, 0, 1, 1, 1, 1]]
     for sample, phonemes in enumerate(expected_phoneme):

@@ -60,6 +60,22 @@ def mark_external(save_directory: str | os.PathLike, sources: list[str]) -> None
         json.dump({"sources": sources}, handle, indent=2)
 
 
+def build_external(sources: list[str], given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the components of `sources` (names of `EXTERNAL_SOURCES`), except those already in `given`."""
+    given = given or {}
+    built: dict[str, Any] = {}
+    for source in sources:
+        if source not in EXTERNAL_SOURCES:
+            raise ValueError(
+                f"unknown external component source {source!r}; known: {sorted(EXTERNAL_SOURCES)}."
+            )
+        components, build = EXTERNAL_SOURCES[source]
+        if all(name in given for name in components):
+            continue
+        built.update({name: value for name, value in build().items() if name not in given})
+    return built
+
+
 def load_external(folder: str | os.PathLike, given: dict[str, Any]) -> dict[str, Any]:
     """Build the components `folder` declares external, except those the caller passed in `given`."""
     path = os.path.join(folder, EXTERNAL_COMPONENTS_FILE)
@@ -67,14 +83,7 @@ def load_external(folder: str | os.PathLike, given: dict[str, Any]) -> dict[str,
         return {}
     with open(path, encoding="utf-8") as handle:
         sources = json.load(handle).get("sources", [])
-    built: dict[str, Any] = {}
-    for source in sources:
-        if source not in EXTERNAL_SOURCES:
-            raise ValueError(
-                f"{path} names an unknown component source {source!r}; known: {sorted(EXTERNAL_SOURCES)}."
-            )
-        components, build = EXTERNAL_SOURCES[source]
-        if all(name in given for name in components):
-            continue
-        built.update({name: value for name, value in build().items() if name not in given})
-    return built
+    try:
+        return build_external(sources, given)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None

