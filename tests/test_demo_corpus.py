@@ -310,3 +310,22 @@ def test_sentence_grammars_are_distinct_and_deterministic():
     assert len(set(sentences.chinese_sentences(300, 2))) == 300
     exchange = sentences.exchanges(1, 0)[0]
     assert len(exchange) == 4 and all(len(turn) == 2 for turn in exchange)
+
+
+def test_shipped_case_file_is_the_full_corpus_held_out_split(full_plan: plan.Plan):
+    """evaluation/demo_held_out_cases.jsonl is what `make_demo_corpus.py --seed 0` writes (lengths aside,
+    which come from the renders): regenerating the corpus gives the reference audio of every case."""
+    shipped = rows_of(REPO / "evaluation" / "demo_held_out_cases.jsonl")
+    held_rows = [
+        {"path": job.relative_path, **job.row, "duration_s": 0.0}
+        for job in full_plan.jobs
+        if job.split == "held_out"
+    ]
+    planned = make_demo_corpus.held_out_cases(held_rows)
+    assert len(shipped) >= 200
+
+    def without_length(case: dict) -> dict:
+        return {key: value for key, value in case.items() if key != "audio_length_in_s"}
+
+    assert [without_length(case) for case in shipped] == [without_length(case) for case in planned]
+    assert all(case["audio_length_in_s"] > 0 for case in shipped)
