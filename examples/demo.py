@@ -78,9 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {path}: {seconds:.2f} s in {elapsed:.1f} s  [{instruction}] {text}")
         with torch.no_grad():
             log_mels.append(mel_spectrogram(audio.float()[None])[0].numpy())
-        titles.append(
-            f"{name} ({seconds:.1f} s)"
-        )  # instructions may be Chinese, which the default font lacks
+        # Titles name the file, not the instruction: matplotlib's default font has no Chinese glyphs.
+        titles.append(f"{name} ({seconds:.1f} s)")
     png = os.path.join(args.output_dir, "mel_spectrograms.png")
     mel_figure(log_mels, pipe.sampling_rate, pipe.vae.config.hop_length, titles).savefig(png)
     print(f"wrote {png}")

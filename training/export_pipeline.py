@@ -80,10 +80,8 @@ def rounding_change(pipe: InstructAudioPipeline, dtype: torch.dtype, steps: int)
 
     def log_mel() -> torch.Tensor:
         generator = torch.Generator().manual_seed(0)
-        audio = pipe(**CHECK_PROMPT, num_inference_steps=steps, generator=generator, output_type="pt").audios[
-            0
-        ]
-        return pipe.vae.mel_spectrogram()(audio.float()[None])
+        output = pipe(**CHECK_PROMPT, num_inference_steps=steps, generator=generator, output_type="pt")
+        return pipe.vae.mel_spectrogram()(output.audios[0].float()[None])
 
     reference = log_mel()
     originals = {
