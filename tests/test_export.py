@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from diffusers.training_utils import EMAModel
 
 from instructaudio_diffusers import AutoencoderKLMel, InstructAudioPipeline, InstructAudioTransformerModel
 from instructaudio_diffusers.testing_utils import get_dummy_components
@@ -40,7 +41,11 @@ def test_export_writes_a_small_fp16_folder_that_loads_and_generates(tmp_path, ex
     with torch.no_grad():
         for parameter in transformer.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    transformer.save_pretrained(tmp_path / "transformer")
+    # Exported the way a training checkpoint stores it, with EMAModel's state in the config.
+    EMAModel(
+        transformer.parameters(), model_cls=InstructAudioTransformerModel, model_config=transformer.config
+    ).save_pretrained(tmp_path / "transformer_ema")
+    assert "optimization_step" in json.loads((tmp_path / "transformer_ema" / "config.json").read_text())
     vae.save_pretrained(tmp_path / "vae")
     card = tmp_path / "card.md"
     card.write_text("# Toy demo\n\nTrained on nothing.")
@@ -50,7 +55,7 @@ def test_export_writes_a_small_fp16_folder_that_loads_and_generates(tmp_path, ex
     output = tmp_path / "exported"
     code = export_main(
         [
-            "--transformer", str(tmp_path / "transformer"),
+            "--transformer", str(tmp_path / "transformer_ema"),
             "--vae", str(tmp_path / "vae"),
             "--output_dir", str(output),
             "--card", str(card),
@@ -72,6 +77,9 @@ def test_export_writes_a_small_fp16_folder_that_loads_and_generates(tmp_path, ex
 
     with safe_open(output / "transformer" / "diffusion_pytorch_model.safetensors", "pt") as handle:
         assert {handle.get_tensor(key).dtype for key in handle.keys()} == {torch.float16}
+    shipped_config = json.loads((output / "transformer" / "config.json").read_text())
+    assert not {"decay", "optimization_step", "use_ema_warmup"} & set(shipped_config)
+    assert shipped_config["instruction_dim"] == 384 and shipped_config["stretched_phoneme_input"]
     readme = (output / "README.md").read_text()
     assert readme.startswith("---\n") and "# Toy demo" in readme and "| gender | 1.0 |" in readme
     assert "Rounding to float16 changes the log-mel" in readme

@@ -14,6 +14,7 @@ what the rounding changes in one generated clip and writes that into the card.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import shutil
 import sys
@@ -66,12 +67,27 @@ def build_pipeline(transformer: str, vae: str, external: list[str]) -> InstructA
     if missing:
         raise ValueError(f"--external must provide {sorted(missing)}; it gave {sorted(components)}.")
     return InstructAudioPipeline(
-        transformer=InstructAudioTransformerModel.from_pretrained(transformer).eval(),
+        transformer=load_transformer(transformer),
         vae=AutoencoderKLMel.from_pretrained(vae).eval(),
         processor=InstructAudioProcessor(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0),  # the pipeline passes its sigmas explicitly
         **components,
     )
+
+
+def load_transformer(path: str) -> InstructAudioTransformerModel:
+    """The transformer at `path`, its config reduced to the model's own arguments.
+
+    A checkpoint's `transformer_ema/` config also holds `EMAModel`'s state (decay, optimization_step, ...);
+    shipped, those keys would make every `from_pretrained` warn that they are unexpected.
+    """
+    model = InstructAudioTransformerModel.from_pretrained(path)
+    arguments = inspect.signature(InstructAudioTransformerModel.__init__).parameters
+    clean = InstructAudioTransformerModel.from_config(
+        {k: v for k, v in model.config.items() if k in arguments}
+    )
+    clean.load_state_dict(model.state_dict())
+    return clean.eval()
 
 
 def rounding_change(pipe: InstructAudioPipeline, dtype: torch.dtype, steps: int) -> dict[str, float]:
