@@ -7,6 +7,8 @@ code under test.
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import pytest
 from pypinyin import Style, lazy_pinyin
@@ -329,3 +331,17 @@ def test_all_tokens_are_in_the_vocabulary(g2p: ChineseG2P) -> None:
     emitted = {token for sentence in sentences for word in g2p(sentence) for token in word}
     assert emitted <= vocabulary, emitted - vocabulary
     assert _flat(g2p.pinyin(_SENTENCES[0])) == "jin1 tian1 tian1 qi4 zen3 me5 yang4"
+
+
+def test_jieba_loads_only_when_chinese_is_segmented():
+    # English-only users (and `import instructaudio_diffusers`) do not pay for jieba's import.
+    code = (
+        "import sys, instructaudio_diffusers\n"
+        "from instructaudio_diffusers import InstructAudioProcessor\n"
+        "processor = InstructAudioProcessor()\n"
+        "processor('Hello there.')\n"
+        "assert 'jieba' not in sys.modules, 'jieba imported for English text'\n"
+        "processor('你好')\n"
+        "assert 'jieba' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

@@ -32,13 +32,16 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import jieba
 from pypinyin import Style, lazy_pinyin
 from pypinyin.contrib.tone_convert import to_finals_tone3, to_initials, to_tone3
 from pypinyin.pinyin_dict import pinyin_dict
 
 from .chinese_normalizer import drop_unsupported, is_readable_han, normalize_chinese
+
+if TYPE_CHECKING:
+    import jieba
 
 __all__ = [
     "PINYIN_FINAL_TOKENS",
@@ -188,6 +191,8 @@ class ChineseG2P:
         if self._tokenizer is None:
             with _TOKENIZER_LOCK:  # several server threads may make the first call at once
                 if self._tokenizer is None:
+                    import jieba  # here, not at module level: English-only use never loads it
+
                     jieba.setLogLevel(logging.ERROR)  # its "Building prefix dict" chatter is not our output
                     tokenizer = jieba.Tokenizer()
                     tokenizer.initialize()
