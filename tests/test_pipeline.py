@@ -253,6 +253,32 @@ def test_model_cpu_offload_runs_twice(components):
     assert _max_diff(first, second) < 1e-4
 
 
+def test_text_condition_and_duration_run_the_offload_hook(components):
+    # `enable_model_cpu_offload` moves a model onto the accelerator in its accelerate hook's pre_forward. The
+    # pipeline enters the transformer through these two methods before `forward`, so they must run it too
+    # (without it, the test above fails on CUDA: RMSNorm weight still on the CPU).
+    from accelerate.hooks import ModelHook, add_hook_to_module
+
+    class CountingHook(ModelHook):
+        calls = 0
+
+        def pre_forward(self, module, *args, **kwargs):
+            CountingHook.calls += 1
+            return args, kwargs
+
+    transformer = components["transformer"]
+    add_hook_to_module(transformer, CountingHook())
+    condition = transformer.encode_text_condition(
+        torch.randn(1, 5, transformer.config.instruction_dim),
+        torch.ones(1, 5, dtype=torch.bool),
+        torch.randint(4, 40, (1, 7)),
+        torch.ones(1, 7, dtype=torch.bool),
+    )
+    assert CountingHook.calls == 1
+    transformer.predict_duration(text_condition=condition)
+    assert CountingHook.calls == 2
+
+
 def test_sway_sigmas():
     uniform = flow_matching_sigmas(4)
     np.testing.assert_allclose(uniform, [1.0, 0.75, 0.5, 0.25])

@@ -11,6 +11,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZero
 from diffusers.utils import BaseOutput
+from diffusers.utils.accelerate_utils import apply_forward_hook
 
 from .attention import InstructAudioJointTransformerBlock, InstructAudioSingleTransformerBlock
 from .embeddings import InstructAudioPhonemeEncoder, positions_from_mask, rotary_embedding
@@ -309,6 +310,9 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
     def head_dim(self) -> int:
         return self.config.hidden_size // self.config.num_attention_heads
 
+    # The pipeline calls these two outside `forward`; `apply_forward_hook` runs an offload hook's pre-forward
+    # first (as diffusers' VAEs do for encode/decode), so `enable_model_cpu_offload` moves the weights in time.
+    @apply_forward_hook
     def encode_text_condition(
         self,
         encoder_hidden_states: torch.Tensor,
@@ -390,6 +394,7 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
             token_types=token_types,
         )
 
+    @apply_forward_hook
     def predict_duration(
         self,
         encoder_hidden_states: torch.Tensor | None = None,
