@@ -242,10 +242,10 @@ def test_interrupt_skips_the_remaining_steps(pipe):
     assert steps == [0]
 
 
-def test_model_cpu_offload_runs_twice(components):
+def test_model_cpu_offload_runs_twice():
     if not torch.cuda.is_available():
         pytest.skip("model CPU offload moves models to an accelerator; none here")
-    pipe = InstructAudioPipeline(**components)
+    pipe = InstructAudioPipeline(**get_dummy_components())  # its own: the hooks stay on these modules
     pipe.enable_model_cpu_offload()
     pipe.set_progress_bar_config(disable=True)
     first = pipe(**get_dummy_inputs()).audios
@@ -253,7 +253,7 @@ def test_model_cpu_offload_runs_twice(components):
     assert _max_diff(first, second) < 1e-4
 
 
-def test_text_condition_and_duration_run_the_offload_hook(components):
+def test_text_condition_and_duration_run_the_offload_hook():
     # `enable_model_cpu_offload` moves a model onto the accelerator in its accelerate hook's pre_forward. The
     # pipeline enters the transformer through these two methods before `forward`, so they must run it too
     # (without it, the test above fails on CUDA: RMSNorm weight still on the CPU).
@@ -266,7 +266,7 @@ def test_text_condition_and_duration_run_the_offload_hook(components):
             CountingHook.calls += 1
             return args, kwargs
 
-    transformer = components["transformer"]
+    transformer = get_dummy_components()["transformer"]
     add_hook_to_module(transformer, CountingHook())
     condition = transformer.encode_text_condition(
         torch.randn(1, 5, transformer.config.instruction_dim),
