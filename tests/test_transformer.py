@@ -395,3 +395,25 @@ def test_demo_config_parameter_count():
     count = sum(p.numel() for p in model.parameters())
     print(f"demo transformer parameters: {count / 1e6:.2f} M")
     assert 5e6 <= count <= 16e6
+
+
+def test_attention_never_offers_cudnn_sdpa(monkeypatch):
+    # cuDNN attention re-plans for every new sequence length (7x slower bf16 training on an H200, see
+    # models/attention.py); checkpointed recomputation during backward must keep it out as well.
+    from instructaudio_diffusers.models import attention
+
+    cudnn_allowed = []
+    original = attention.dispatch_attention_fn
+
+    def recording(*args, **kwargs):
+        cudnn_allowed.append(torch.backends.cuda.cudnn_sdp_enabled())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(attention, "dispatch_attention_fn", recording)
+    model = make_model().train()
+    model.enable_gradient_checkpointing()
+    model(**make_inputs()).sample.pow(2).mean().backward()
+    blocks = TINY["num_joint_layers"] + TINY["num_single_layers"]
+    assert len(cudnn_allowed) >= 2 * blocks  # forward and recomputation
+    assert not any(cudnn_allowed)
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # the global setting is restored afterwards
