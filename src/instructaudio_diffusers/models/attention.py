@@ -17,7 +17,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 # torch's SDPA kernels this model lets torch choose from. cuDNN attention is left out: it builds an execution plan
 # for every new sequence length (measured on an H200: ~60 ms of host time per call against ~0.05 ms of GPU time),
 # and audio lengths change with every training batch and every generation. Left in, bf16 training of the demo
-# model ran 0.44 s per step instead of 0.08 s. Other attention backends (`set_attention_backend`) are unaffected.
+# model ran 0.45 s per step instead of 0.12 s. Other attention backends (`set_attention_backend`) are unaffected.
 SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
