@@ -260,23 +260,24 @@ def test_text_condition_and_duration_run_the_offload_hook():
     from accelerate.hooks import ModelHook, add_hook_to_module
 
     class CountingHook(ModelHook):
-        calls = 0
+        def __init__(self):
+            self.calls = 0
 
         def pre_forward(self, module, *args, **kwargs):
-            CountingHook.calls += 1
+            self.calls += 1
             return args, kwargs
 
-    transformer = get_dummy_components()["transformer"]
-    add_hook_to_module(transformer, CountingHook())
+    transformer, hook = get_dummy_components()["transformer"], CountingHook()
+    add_hook_to_module(transformer, hook)
     condition = transformer.encode_text_condition(
         torch.randn(1, 5, transformer.config.instruction_dim),
         torch.ones(1, 5, dtype=torch.bool),
         torch.randint(4, 40, (1, 7)),
         torch.ones(1, 7, dtype=torch.bool),
     )
-    assert CountingHook.calls == 1
+    assert hook.calls == 1
     transformer.predict_duration(text_condition=condition)
-    assert CountingHook.calls == 2
+    assert hook.calls == 2
 
 
 def test_sway_sigmas():
