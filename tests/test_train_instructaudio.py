@@ -376,10 +376,14 @@ def test_two_process_cpu_training_with_torchrun(fixture_dir, tmp_path):
     torchrun += ["--master_port", str(_free_port())]
     options = "--cpu --max_train_steps 3 --checkpointing_steps 2 --use_ema --validation_steps 2".split()
     script = str(REPO / "training" / "train_instructaudio.py")
-    command = [*torchrun, script, *training_args(fixture_dir, output, *options, *VALIDATION)]
+    probe = [str(REPO / "tests" / "ddp_probe.py"), script]
+    command = [*torchrun, *probe, *training_args(fixture_dir, output, *options, *VALIDATION)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env["DDP_PROBE_DIR"] = str(tmp_path)
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
+    # No DDP wrapper outlives the process group (else gloo can deadlock at exit).
+    assert [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)] == [0, 0]
     facts = json.loads((output / "training_summary.json").read_text())
     assert facts["num_processes"] == 2 and facts["distributed_type"].endswith("MULTI_CPU")
     assert facts["global_step"] == 3

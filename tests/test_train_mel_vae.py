@@ -327,6 +327,7 @@ def test_two_process_ddp_on_cpu(dataset_dir, vae_config, tmp_path):
         "2",
         "--master_port",
         port,
+        str(REPO / "tests/ddp_probe.py"),
         str(REPO / "training/train_mel_vae.py"),
         "--cpu",
         "--dataset_dir",
@@ -351,9 +352,11 @@ def test_two_process_ddp_on_cpu(dataset_dir, vae_config, tmp_path):
         "--validation_steps",
         "0",
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "DDP_PROBE_DIR": str(tmp_path)}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    # No DDP wrapper outlives the process group (else gloo can deadlock at exit).
+    assert [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)] == [0, 0]
     assert "batches/epoch/process=3" in result.stderr  # 5 clips split over 2 ranks, not 5 on each
     checkpoint = output / "checkpoint-2"
     assert (checkpoint / "random_states_0.pkl").is_file() and (checkpoint / "random_states_1.pkl").is_file()

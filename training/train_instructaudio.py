@@ -64,6 +64,7 @@ from utils import (  # noqa: E402
     TrainingProgress,
     adamw_from_args,
     create_accelerator,
+    finish_training,
     keyed_generator,
     load_prepared_dataset,
     lr_scheduler_from_args,
@@ -510,7 +511,8 @@ def main(args: argparse.Namespace) -> TrainingSummary:
         mean_samples_per_second=float(np.mean(summary.samples_per_second or [0.0])),
     )
     save_final_pipeline(accelerator, model, ema, components, args, facts)
-    accelerator.end_training()
+    del model, optimizer, lr_scheduler  # the DDP wrapper goes before the process group (see finish_training)
+    finish_training(accelerator)
     if args.push_to_hub and accelerator.is_main_process:
         push_to_hub(args)
     return summary

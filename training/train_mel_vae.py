@@ -63,6 +63,7 @@ from utils import (  # noqa: E402
     apply_config_file_defaults,
     check_common_training_args,
     create_accelerator,
+    finish_training,
     keyed_generator,
     load_prepared_dataset,
     load_vocoder,
@@ -517,7 +518,8 @@ def main(args: argparse.Namespace) -> TrainingSummary:
 
     summary.global_step = progress.global_step
     save_final_model(accelerator, run.model, run.ema, run.rows, args)
-    accelerator.end_training()
+    del run  # the DDP wrappers go before the process group (see finish_training)
+    finish_training(accelerator)
     return summary
 
 

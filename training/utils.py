@@ -225,6 +225,20 @@ def create_accelerator(args: argparse.Namespace):
     return accelerator
 
 
+def finish_training(accelerator) -> None:
+    """`accelerator.end_training()` once the prepared models are gone; the caller drops its own references first.
+
+    `end_training` destroys the process group. A DDP wrapper that outlives it leaves its reducer as the
+    group's last owner, so gloo's worker threads are joined in the reducer's destructor with the GIL held, and
+    a worker that needs the GIL to free a finished collective deadlocks the process at exit (seen in CI: two
+    CPU processes, torch 2.13). Freed while the group is still registered, the reducer merely lets go of it,
+    and the group is destroyed by `destroy_process_group`, whose destructor releases the GIL.
+    """
+    accelerator.wait_for_everyone()  # no collective is in flight
+    accelerator.free_memory()  # accelerate's references to the wrappers, then a garbage collection
+    accelerator.end_training()
+
+
 def tracker_config(args: argparse.Namespace) -> dict[str, Any]:
     """`args` as a flat dict TensorBoard's hparams accept (scalars and strings only)."""
     config = {}
