@@ -511,7 +511,7 @@ def main(args: argparse.Namespace) -> TrainingSummary:
         mean_samples_per_second=float(np.mean(summary.samples_per_second or [0.0])),
     )
     save_final_pipeline(accelerator, model, ema, components, args, facts)
-    del model, optimizer, lr_scheduler  # the DDP wrapper goes before the process group (see finish_training)
+    del model  # the DDP wrapper goes before the process group (see finish_training)
     finish_training(accelerator)
     if args.push_to_hub and accelerator.is_main_process:
         push_to_hub(args)
