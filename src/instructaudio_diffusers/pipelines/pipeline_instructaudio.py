@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput, DiffusionPipeline
@@ -44,6 +45,40 @@ def flow_matching_sigmas(num_inference_steps: int, sway_sampling_coef: float | N
 def lengths_to_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
     """`(B,)` lengths -> `(B, max_length)` boolean mask, True on valid positions."""
     return torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def fit_durations(
+    durations: torch.Tensor, phoneme_mask: torch.Tensor, total_frames: torch.Tensor
+) -> torch.Tensor:
+    """Scale per-phoneme durations `(B, P)` so that each row sums exactly to `total_frames` `(B,)`.
+
+    Boundaries (cumulative sums) are scaled and rounded, so no boundary moves by more than half a frame from
+    its exact scaled place and the rounding never accumulates. A row whose durations are all zero is spread
+    evenly over its valid phonemes.
+    """
+    durations = durations.float() * phoneme_mask
+    even = phoneme_mask.float()
+    durations = torch.where(durations.sum(dim=1, keepdim=True) > 0, durations, even)
+    boundaries = torch.cumsum(durations, dim=1)
+    scale = total_frames.float()[:, None] / boundaries[:, -1:].clamp(min=1e-6)
+    boundaries = torch.round(boundaries * scale).long()
+    previous = torch.nn.functional.pad(boundaries[:, :-1], (1, 0))
+    return (boundaries - previous) * phoneme_mask
+
+
+@dataclass
+class InstructAudioPipelineOutput(AudioPipelineOutput):
+    """Output of [`InstructAudioPipeline`].
+
+    Args:
+        audios (`list`): One entry per output, each at its own length: 1-D waveforms at `pipe.sampling_rate`,
+            `(n_mels, frames)` mels or `(C, T)` latents.
+        phoneme_durations_in_s (`list[np.ndarray]`, *optional*): For models that place phonemes by durations,
+            the seconds given to each token of `pipe.processor.phonemize(text)` (in order, starting at 0 s), so a
+            caller can see where each word falls; `None` for other models.
+    """
+
+    phoneme_durations_in_s: list | None = None
 
 
 class InstructAudioPipeline(DiffusionPipeline):
@@ -283,6 +318,18 @@ class InstructAudioPipeline(DiffusionPipeline):
         )
         return phoneme_ids, phoneme_mask
 
+    def prepare_phoneme_durations(
+        self,
+        text_condition: InstructAudioTextCondition,
+        phoneme_mask: torch.Tensor,
+        latent_frames: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per-phoneme latent frames `(B, P)` from the transformer's predictor, scaled to sum to `latent_frames`."""
+        with torch.no_grad():
+            log_durations = self.transformer.predict_token_durations(text_condition, phoneme_mask.shape[1])
+        predicted = torch.expm1(log_durations).clamp(min=0).round()
+        return fit_durations(predicted, phoneme_mask, latent_frames)
+
     def prepare_latent_frames(
         self,
         audio_length_in_s: float | list[float] | None,
@@ -294,7 +341,8 @@ class InstructAudioPipeline(DiffusionPipeline):
         """Latent frames per output item `(B * num_waveforms_per_prompt,)`.
 
         Order of precedence: `audio_length_in_s`; the length of the given `latents`; instrumental music's
-        default length; the transformer's duration predictor.
+        default length; the transformer's duration predictor (for models that place phonemes by durations, the
+        sum of its per-phoneme predictions).
         """
         batch = len(texts) * num_waveforms_per_prompt
         device = text_condition.hidden_states.device
@@ -315,6 +363,7 @@ class InstructAudioPipeline(DiffusionPipeline):
         predicted = torch.where(
             instrumental, torch.full_like(predicted, DEFAULT_MUSIC_LENGTH_IN_S * frame_rate), predicted
         )
+        # Capped at what the transformer can place (a durations model's phonemes are then fitted into the cap).
         return predicted.clamp(1, self.transformer.config.max_audio_frames).long()
 
     @torch.no_grad()
@@ -486,10 +535,14 @@ class InstructAudioPipeline(DiffusionPipeline):
             instruction_embeds, instruction_attention_mask, phoneme_ids, phoneme_mask
         )
 
-        # 4. Duration
+        # 4. Duration, and where each phoneme falls for models that place phonemes by durations
         latent_frames = self.prepare_latent_frames(
             audio_length_in_s, texts, latents, text_condition, num_waveforms_per_prompt
         )
+        phoneme_durations = None
+        if self.transformer.phoneme_alignment == "durations":
+            phoneme_durations = self.prepare_phoneme_durations(text_condition, phoneme_mask, latent_frames)
+            text_condition = text_condition.with_durations(phoneme_durations)
 
         # 5. Latents and masks
         latents = self.prepare_latents(latent_frames, instruction_embeds.dtype, device, generator, latents)
@@ -528,9 +581,15 @@ class InstructAudioPipeline(DiffusionPipeline):
         # 9. Decode
         audios = self.decode_latents(latents, latent_frames, output_type)
         self.maybe_free_model_hooks()
+        durations_in_s = None
+        if phoneme_durations is not None:
+            seconds = (phoneme_durations.float() / self.vae.latent_frame_rate).cpu().numpy()
+            durations_in_s = [
+                row[: int(count)] for row, count in zip(seconds, phoneme_mask.sum(dim=1).tolist())
+            ]
         if not return_dict:
             return (audios,)
-        return AudioPipelineOutput(audios=audios)
+        return InstructAudioPipelineOutput(audios=audios, phoneme_durations_in_s=durations_in_s)
 
     def _unconditional_text_condition(
         self,
