@@ -3,7 +3,7 @@
 # the two training stages resume from their latest checkpoint. Run it again after any interruption:
 #     nohup bash training/demo_recipe.sh > runs/demo/recipe.log 2>&1 &
 # Outputs (all git-ignored): data/demo_corpus, data/demo/prepared, runs/vocoder, runs/demo/mel_vae,
-# runs/demo/instructaudio (the trained pipeline folder).
+# runs/demo/aligner, runs/demo/instructaudio (the trained pipeline folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
@@ -36,7 +36,16 @@ if ! $PY -c "$has_features"; then
         --precompute_instructions --text_encoder "$MINILM" --num_proc 2
 fi
 
-# 6. The MM-DiT (resumes from runs/demo/instructaudio/checkpoint-*; finally saves the pipeline folder).
+# 6. The phoneme aligner (a few minutes), then its per-token durations cached in the dataset: the demo transformer
+#    places phonemes on the frames by them (phoneme_alignment "durations").
+[ -f runs/demo/aligner/config.json ] || $PY training/train_aligner.py --dataset_dir data/demo/prepared \
+    --vae runs/demo/mel_vae --output_dir runs/demo/aligner --max_train_steps 2000 --threads 2
+has_durations="import datasets, sys; sys.exit('durations' not in datasets.load_from_disk('data/demo/prepared').column_names)"
+if ! $PY -c "$has_durations"; then
+    $PY training/prepare_dataset.py --output_dir data/demo/prepared --precompute_durations --aligner runs/demo/aligner
+fi
+
+# 7. The MM-DiT (resumes from runs/demo/instructaudio/checkpoint-*; finally saves the pipeline folder).
 $PY training/train_instructaudio.py --config training/configs/instructaudio_demo.yaml \
     --text_encoder "$MINILM" --resume_from_checkpoint latest
 echo "demo recipe: transformer done; evaluate with python -m instructaudio_diffusers.evaluation"
