@@ -324,6 +324,7 @@ def test_reference_and_score_commands(tiny_corpus: Path, tmp_path: Path, capsys)
     report = json.loads(report_file.read_text())["groups"]["en"]
     assert report["durations"]["median_abs_frames"] == 0 and report["durations"]["within_2_frames"] == 1.0
     assert "uniform" in capsys.readouterr().out
+    assert len(check_alignment.read_jsonl(output / "reference.jsonl")) == 3  # scoring reused the records
 
 
 @pytest.mark.slow

@@ -43,7 +43,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corpus.alignment_check import clip_record, format_report, score_records  # noqa: E402
+from corpus.alignment_check import RECORD_VERSION, clip_record, format_report, score_records  # noqa: E402
 from corpus.reference import FRAMES_PER_SECOND  # noqa: E402
 from corpus.speech import warm_up  # noqa: E402
 from corpus.timings import clip_timings, planned_renders  # noqa: E402
@@ -108,7 +108,8 @@ def _record(row: dict[str, Any], render: dict[str, Any]) -> dict[str, Any]:
 
 
 def _failed(row: dict[str, Any], error: Exception) -> dict[str, Any]:
-    return {"id": row["id"], "language": row["language"], "task": row["task"], "render_hash": row.get("render_hash"),
+    return {"id": row["id"], "version": RECORD_VERSION, "language": row["language"], "task": row["task"],
+            "render_hash": row.get("render_hash"),
             "excluded": f"timings failed: {type(error).__name__}: {error}", "reference": None}  # fmt: skip
 
 
@@ -125,7 +126,7 @@ def ensure_records(
     """Records of `rows` (metadata rows of `corpus_dir` with their wav path added as `audio_file`),
     reusing those in `cache` (same render hash) and appending the ones computed there."""
     cached = {record["id"]: record for record in read_jsonl(cache)}
-    todo = [row for row in rows if cached.get(row["id"], {}).get("render_hash") != row.get("render_hash")]
+    todo = [row for row in rows if not _is_current(cached.get(row["id"]), row)]
     if todo:
         renders = planned_renders(corpus_dir, todo)
         _load_processor(args.processor)  # before the workers fork, so each inherits it
@@ -139,6 +140,17 @@ def ensure_records(
                 bar.update(1)
         bar.close()
     return {row["id"]: cached[row["id"]] for row in rows}
+
+
+def _is_current(record: dict[str, Any] | None, row: dict[str, Any]) -> bool:
+    """A cached record still holds: same audio (render hash), same code (record version), and it did not
+    fail (a rerun retries failures)."""
+    return (
+        record is not None
+        and record.get("reference") is not None
+        and record.get("render_hash") == row.get("render_hash")
+        and record.get("version", 1) == RECORD_VERSION
+    )
 
 
 def _run_all(rows, renders, num_workers: int):
@@ -236,10 +248,12 @@ def reference_command(args: argparse.Namespace) -> int:
         return 1
     records = ensure_records(rows, corpus_dir, output_dir / REFERENCE_FILE, args)
     usable = [record for record in records.values() if not record["excluded"]]
-    with open(output_dir / ORACLE_FILE, "w", encoding="utf-8") as handle:
+    partial = output_dir / (ORACLE_FILE + ".partial")
+    with open(partial, "w", encoding="utf-8") as handle:
         for record in usable:
             durations = record["reference"]["oracle_durations"]
             handle.write(json.dumps({"id": record["id"], "durations": durations}) + "\n")
+    os.replace(partial, output_dir / ORACLE_FILE)  # a trainer reading it never sees half a file
     check = timing_check(list(records.values()))
     (output_dir / CHECK_FILE).write_text(json.dumps(check, indent=2) + "\n", encoding="utf-8")
     print(f"{len(records)} clips, {len(usable)} with oracle durations in {output_dir / ORACLE_FILE}")
@@ -259,10 +273,10 @@ def _dataset_rows(dataset_dir: str) -> tuple[list[dict[str, Any]], dict[str, np.
     from utils import load_prepared_dataset, resolve_audio_path
 
     dataset = load_prepared_dataset(dataset_dir)
-    if "durations" not in dataset.column_names or "id" not in dataset.column_names:
-        raise SystemExit(
-            f"{dataset_dir} needs an 'id' and a 'durations' column; it has {dataset.column_names}."
-        )
+    missing = {"id", "durations", "part", "render_hash"} - set(dataset.column_names)
+    if missing:
+        # The truth exists only for the demo corpus: its rows carry the plan's part and render hash.
+        raise SystemExit(f"{dataset_dir} lacks the column(s) {sorted(missing)}; is it the demo corpus?")
     wanted = ("id", "text", "language", "task", "part", "render_hash", "audio_path", "source_path",
               "audio_path_absolute", "engine", "s0_engine", "s1_engine")  # fmt: skip
     rows = dataset.select_columns([c for c in wanted if c in dataset.column_names]).to_list()

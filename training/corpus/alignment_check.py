@@ -18,8 +18,17 @@ from .phone_sets import GLIDE, SILENCE, VOWEL, engine_units, unit_class
 from .reference import Reference, boundary_errors, build_reference, summarize_errors, uniform_durations
 from .timings import ClipTimings
 
-__all__ = ["MIN_MATCHED_SHARE", "audio_checks", "clip_record", "format_report", "score_records"]
+__all__ = [
+    "MIN_MATCHED_SHARE",
+    "RECORD_VERSION",
+    "audio_checks",
+    "clip_record",
+    "format_report",
+    "score_records",
+]
 
+# Bump when a record's content changes, so that cached records of older code are computed again.
+RECORD_VERSION = 1
 # A clip whose alignment matches fewer of its phone tokens than this is left out of the scores.
 MIN_MATCHED_SHARE = 0.6
 _SILENCE_MIN_S, _VOWEL_MIN_S, _INSIDE_S = 0.08, 0.05, 0.02  # phones long enough to measure, edges skipped
@@ -131,6 +140,7 @@ def clip_record(
     engines = sorted({row[key] for key in ("engine", "s0_engine", "s1_engine") if row.get(key)})
     return {
         "id": row["id"],
+        "version": RECORD_VERSION,
         "language": row["language"],
         "task": row["task"],
         "engine": "+".join(engines),
