@@ -41,19 +41,27 @@ __all__ = [
     "SAMPLING_RATE",
     "Persona",
     "Prosody",
+    "TRIM_MARGIN_S",
     "concatenate_turns",
     "engine_text",
+    "espeak_settings",
+    "gap_samples",
     "missing_tools",
     "persona_attributes",
     "persona_by_name",
+    "process_engine_audio",
     "prosody_labels",
     "render_turn",
     "sample_prosody",
+    "sox_time_effects",
+    "trim_bounds",
+    "uses_engine_whisper",
     "warm_up",
     "whisperize",
 ]
 
 _WHISPER_GAIN_DB = -8.0  # whispers are quiet; the label follows from this level (soft)
+TRIM_MARGIN_S = 0.15  # silence kept before and after a turn's active part
 
 
 @dataclass(frozen=True)
@@ -305,6 +313,12 @@ def _run(command: list[str]) -> bytes:
     return result.stdout
 
 
+def espeak_settings(persona: Persona, whisper: bool) -> tuple[str, int | None, int]:
+    """How espeak-ng is called for a persona: `(voice name with variant, -p pitch or None, -s words per minute)`."""
+    variant = persona.whisper_variant if whisper else persona.variant
+    return persona.voice + (f"+{variant}" if variant else ""), persona.espeak_pitch, persona.espeak_speed
+
+
 def _synthesize(text: str, persona: Persona, whisper: bool, workdir: str) -> str:
     """Run the engine on `text` (already in engine form); returns the path of the wav it wrote."""
     text_file, wav_file = os.path.join(workdir, "text.txt"), os.path.join(workdir, "engine.wav")
@@ -313,26 +327,18 @@ def _synthesize(text: str, persona: Persona, whisper: bool, workdir: str) -> str
     if persona.engine == "flite":
         _run(["flite", "-voice", persona.voice, "-f", text_file, "-o", wav_file])
         return wav_file
-    variant = persona.whisper_variant if whisper else persona.variant
-    voice = persona.voice + (f"+{variant}" if variant else "")
-    pitch = [] if persona.espeak_pitch is None else ["-p", str(persona.espeak_pitch)]
-    command = [
-        "espeak-ng",
-        "-v",
-        voice,
-        *pitch,
-        "-s",
-        str(persona.espeak_speed),
-        "-f",
-        text_file,
-        "-w",
-        wav_file,
-    ]
-    _run(command)
+    voice, pitch, speed = espeak_settings(persona, whisper)
+    pitch_option = [] if pitch is None else ["-p", str(pitch)]
+    _run(["espeak-ng", "-v", voice, *pitch_option, "-s", str(speed), "-f", text_file, "-w", wav_file])
     return wav_file
 
 
-def _sox_effects(persona: Persona, prosody: Prosody) -> list[str]:
+def sox_time_effects(persona: Persona, prosody: Prosody) -> list[str]:
+    """The effects of a clip's sox chain that move time, in chain order: `pitch` and `tempo` (both WSOLA).
+
+    `sox pitch` keeps the length; `sox tempo` divides durations by its factor. The rest of the chain
+    (`_sox_effects`) is sample-wise or linear-phase filtering that sox compensates.
+    """
     effects: list[str] = []
     cents = persona.base_pitch_cents + prosody.pitch_cents
     if cents:
@@ -340,6 +346,11 @@ def _sox_effects(persona: Persona, prosody: Prosody) -> list[str]:
     tempo = round(persona.base_tempo * prosody.tempo, 4)
     if tempo != 1.0:
         effects += ["tempo", "-s", str(tempo)]  # -s: WSOLA settings tuned for speech
+    return effects
+
+
+def _sox_effects(persona: Persona, prosody: Prosody) -> list[str]:
+    effects = sox_time_effects(persona, prosody)
     if persona.tremolo:
         effects += ["tremolo", "6", "30"]
     if prosody.emotion == "angry":
@@ -376,6 +387,30 @@ def whisperize(audio: np.ndarray, sampling_rate: int = SAMPLING_RATE, seed: int 
     return whispered[: audio.size].astype(np.float32)
 
 
+def uses_engine_whisper(persona: Persona, prosody: Prosody) -> bool:
+    """Whether a whisper comes from the engine's own whisper variant (else from `whisperize`, or no whisper)."""
+    return prosody.style == "whisper" and persona.whisper_variant is not None
+
+
+def process_engine_audio(wav_file: str, persona: Persona, prosody: Prosody, seed: int = 0) -> np.ndarray:
+    """The engine's wav after the persona's and prosody's transforms, at 22,050 Hz, before trimming.
+
+    A noise-excited whisper replaces `wav_file`'s content, so the file then holds what sox was given.
+    Only the effects of `sox_time_effects` move time.
+    """
+    if prosody.style == "whisper" and persona.whisper_variant is None:
+        audio, rate = sf.read(wav_file, dtype="float32")
+        sf.write(wav_file, whisperize(audio, rate, seed), rate, subtype="FLOAT")
+    return _apply_sox(wav_file, _sox_effects(persona, prosody))
+
+
+def trim_bounds(audio: np.ndarray) -> tuple[int, int]:
+    """`(first, stop)`: the samples a turn keeps, its active part with 0.15 s of margin on each side."""
+    start, end = active_bounds(audio)
+    margin = int(TRIM_MARGIN_S * SAMPLING_RATE)
+    return max(0, start - margin), min(audio.size, end + margin)
+
+
 def render_turn(
     text: str, persona: Persona, prosody: Prosody, workdir: str | None = None, seed: int = 0
 ) -> tuple[np.ndarray, str]:
@@ -391,19 +426,18 @@ def render_turn(
         `(audio, engine_text)`: float32 samples in [-1, 1] and the string the engine was given.
     """
     spoken = engine_text(text, persona.language)
-    whisper = prosody.style == "whisper"
     with tempfile.TemporaryDirectory(dir=workdir) as scratch:
-        wav_file = _synthesize(spoken, persona, whisper and persona.whisper_variant is not None, scratch)
-        if whisper and persona.whisper_variant is None:
-            audio, rate = sf.read(wav_file, dtype="float32")
-            sf.write(wav_file, whisperize(audio, rate, seed), rate, subtype="FLOAT")
-        audio = _apply_sox(wav_file, _sox_effects(persona, prosody))
+        wav_file = _synthesize(spoken, persona, uses_engine_whisper(persona, prosody), scratch)
+        audio = process_engine_audio(wav_file, persona, prosody, seed)
     if not np.any(audio):
         raise RuntimeError(f"{persona.engine} produced silence for {spoken!r}.")
-    start, end = active_bounds(audio)
-    margin = int(0.15 * SAMPLING_RATE)
-    audio = audio[max(0, start - margin) : end + margin]
-    return set_level(audio, prosody.gain_db), spoken
+    first, stop = trim_bounds(audio)
+    return set_level(audio[first:stop], prosody.gain_db), spoken
+
+
+def gap_samples(gap_s: float) -> int:
+    """Length of the silence `concatenate_turns` puts between two turns."""
+    return int(gap_s * SAMPLING_RATE)
 
 
 def concatenate_turns(turns: list[np.ndarray], gaps_s: list[float]) -> np.ndarray:
@@ -412,7 +446,7 @@ def concatenate_turns(turns: list[np.ndarray], gaps_s: list[float]) -> np.ndarra
     for index, turn in enumerate(turns):
         pieces.append(turn)
         if index < len(gaps_s):
-            pieces.append(np.zeros(int(gaps_s[index] * SAMPLING_RATE), dtype=np.float32))
+            pieces.append(np.zeros(gap_samples(gaps_s[index]), dtype=np.float32))
     return np.concatenate(pieces)
 
 
