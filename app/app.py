@@ -63,6 +63,9 @@ MAX_BODY_BYTES = 256 * 1024
 API_CALLS_PER_S = 4.0
 API_BURST = 8
 API_MAX_WAITING = 8
+#: Queue joins (generation requests) pass in bursts of up to this many before the rate applies, so that a
+#: burst reaches the queue, which keeps `--max_queue` of them and answers the rest "Queue is full".
+QUEUE_JOIN_BURST = 32
 #: Generated audio and images stay downloadable for 10 to 20 minutes, then are deleted.
 CACHE_CLEANUP_S = 600
 RANDOM_WEIGHTS_BANNER = (
@@ -314,6 +317,7 @@ def request_limits():
         rate_per_s=API_CALLS_PER_S,
         burst=API_BURST,
         max_waiting=API_MAX_WAITING,
+        join_burst=QUEUE_JOIN_BURST,
     )
 
 

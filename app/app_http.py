@@ -13,6 +13,9 @@ is tested on its own) that
 - lets API calls (POSTs under `/gradio_api/`) through at `rate_per_s` on average, in bursts of `burst`: a
   call over the rate waits its turn asleep (costing no CPU), and one arriving while `max_waiting` calls
   already wait is refused at once (429). A person typing stays far below the rate; a flood is slowed to it.
+  Queue joins (a generation request) have a bucket of their own, with bursts of `join_burst`, so that
+  neither kind of call can crowd out the other and a burst of requests reaches the queue, which admits
+  `max_queue` of them and turns the rest away (503).
 
 Each refusal is logged in one line; repeated refusals of one kind within `log_every_s` are counted and
 reported in the next line instead, so that a flood cannot fill the log either.
@@ -32,6 +35,8 @@ Send = Callable[[dict], Awaitable[None]]
 
 API_PREFIX = "/gradio_api/"
 UPLOAD_PATH = "/gradio_api/upload"
+# How clients join the queue: Gradio's page, and the `/call/<api_name>` route of its clients.
+JOIN_PATHS = ("/gradio_api/queue/join", "/gradio_api/call/")
 
 
 class TokenBucket:
@@ -101,11 +106,13 @@ class RequestLimits:
         rate_per_s: float,
         burst: int,
         max_waiting: int,
+        join_burst: int | None = None,
         log_every_s: float = 10.0,
     ):
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.bucket = TokenBucket(rate_per_s, burst, max_waiting)
+        self.calls = TokenBucket(rate_per_s, burst, max_waiting)
+        self.joins = TokenBucket(rate_per_s, join_burst or burst, max_waiting)
         self.log = _RefusalLog(log_every_s)
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
@@ -116,16 +123,17 @@ class RequestLimits:
             self.log("upload", f"upload from {_client(scope)}: this app takes no files")
             return await _respond(send, 403, "This app takes no file uploads.")
         if method == "POST" and API_PREFIX in path:
-            delay = self.bucket.reserve()
+            bucket = self.joins if any(join in path for join in JOIN_PATHS) else self.calls
+            delay = bucket.reserve()
             if delay is None:
                 self.log("rate", f"{path} from {_client(scope)}: more calls than the server answers")
                 return await _respond(send, 429, "Too many requests: wait a moment and try again.")
             if delay:
-                self.bucket.waiting += 1
+                bucket.waiting += 1
                 try:
                     await asyncio.sleep(delay)
                 finally:
-                    self.bucket.waiting -= 1
+                    bucket.waiting -= 1
         if method in ("POST", "PUT", "PATCH"):
             body = await self._read_body(scope, receive, send)
             if body is None:

@@ -151,3 +151,15 @@ def test_api_calls_over_the_rate_wait_then_are_refused(caplog):
     assert statuses == [200, 200, 200, 429, 429] and elapsed >= 0.04
     assert len(app.bodies) == 3
     assert any("more calls than the server answers" in r.getMessage() for r in caplog.records)
+
+
+def test_queue_joins_have_a_bucket_of_their_own():
+    app = Recorder()
+    middleware = limits(app, rate_per_s=0.001, burst=1, max_waiting=0, join_burst=3)
+    assert call(middleware, "/gradio_api/run/language_of", b"{}")[0] == 200
+    assert call(middleware, "/gradio_api/run/language_of", b"{}")[0] == 429  # the calls' burst is spent
+    statuses = [
+        call(middleware, path, b"{}")[0]
+        for path in ["/gradio_api/queue/join", "/gradio_api/call/generate"] * 2
+    ]
+    assert statuses == [200, 200, 200, 429]  # joins still had their own burst of 3

@@ -167,6 +167,36 @@ def test_uploads_and_huge_bodies_are_refused_before_anything_is_kept(server):
     assert "Traceback" not in log_path.read_text()
 
 
+def test_a_burst_of_generations_fills_the_queue_and_the_rest_are_turned_away_at_once(server):
+    port, _, _ = server
+    data = ["Speech", "A calm man speaks.", "Hello.", False, 2.0, 8, 2.0, 3, False]
+    outcomes = []
+
+    def request():
+        start = time.perf_counter()
+        status, body = post(port, "/gradio_api/call/generate", json.dumps({"data": data}).encode())
+        if status != 200:
+            outcomes.append((status, body.decode(), time.perf_counter() - start))
+            return
+        event_id = json.loads(body)["event_id"]
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/gradio_api/call/generate/{event_id}", timeout=600
+        ) as r:
+            stream = r.read().decode()
+        outcomes.append((re.findall(r"event: (\w+)", stream)[-1], stream, time.perf_counter() - start))
+
+    threads = [threading.Thread(target=request) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=900)
+    completed = [outcome for outcome in outcomes if outcome[0] == "complete"]
+    refused = [outcome for outcome in outcomes if outcome[0] != "complete"]
+    # One runs and --max_queue (16) wait; the others are refused in well under a second, with a message.
+    assert len(outcomes) == 20 and len(completed) == 17, [outcome[:2] for outcome in refused]
+    assert all("Queue is full" in outcome[1] and outcome[2] < 5 for outcome in refused), refused
+
+
 FLOOD = {
     # What a hostile client sends outside the queue: the language label with 4.5 million characters and with
     # a text just under the processor's limit, a 50 MiB upload, and the same calls through the queue's door.
