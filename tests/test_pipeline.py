@@ -345,6 +345,8 @@ _EMBEDS = {"instruction": None, "instruction_attention_mask": torch.ones(1, 5, d
         # outputs per prompt, generators, latents
         ({"num_waveforms_per_prompt": 2.5}, TypeError, "num_waveforms_per_prompt must be an integer"),
         ({"num_waveforms_per_prompt": 0}, ValueError, "num_waveforms_per_prompt must be >= 1"),
+        ({"num_waveforms_per_prompt": 10**9}, ValueError, "at most 1000 per call"),
+        ({"instruction": ["A calm man."] * 1001, "text": "Hi."}, ValueError, "1001 waveforms; at most 1000"),
         ({"generator": 42}, TypeError, "generator must be a torch.Generator or a list"),
         ({"generator": [42]}, TypeError, r"generator\[0\] must be a torch.Generator"),
         ({"generator": [torch.Generator(), torch.Generator()]}, ValueError, "2 generators"),

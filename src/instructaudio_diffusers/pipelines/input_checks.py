@@ -19,6 +19,9 @@ MAX_INFERENCE_STEPS = 1000
 #: Upper bound of `guidance_scale`. Useful values are 1-10; much larger ones push the latents out of
 #: the range the VAE decodes (and, past ~1e37, to infinity in float32).
 MAX_GUIDANCE_SCALE = 100.0
+#: Most waveforms one call may generate (instructions x `num_waveforms_per_prompt`): far beyond any batch
+#: that fits in memory at once, and low enough that a typo (10**9) is an error, not an allocation failure.
+MAX_OUTPUTS_PER_CALL = 1000
 #: `sway_sampling_coef` range in which the noise levels stay in (0, 1] and strictly decreasing for any
 #: number of steps; outside it some steps go backwards or below zero.
 SWAY_SAMPLING_RANGE = (-1.0, 1.0)

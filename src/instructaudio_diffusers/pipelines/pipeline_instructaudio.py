@@ -248,6 +248,11 @@ class InstructAudioPipeline(DiffusionPipeline):
             audio_length_in_s, batch_size, 1.0 / self.vae.latent_frame_rate, self.max_audio_length_in_s
         )
         num_outputs = batch_size * num_waveforms_per_prompt
+        if num_outputs > input_checks.MAX_OUTPUTS_PER_CALL:
+            raise ValueError(
+                f"{batch_size} instructions x num_waveforms_per_prompt={num_waveforms_per_prompt} is {num_outputs} "
+                f"waveforms; at most {input_checks.MAX_OUTPUTS_PER_CALL} per call: split the job into several calls."
+            )
         input_checks.check_generator(generator, num_outputs)
         input_checks.check_latents(latents, self.transformer.config.in_channels, num_outputs)
         input_checks.check_callback(
@@ -430,7 +435,7 @@ class InstructAudioPipeline(DiffusionPipeline):
             negative_instruction (`str` or `list[str]`, *optional*): Instruction to steer away from; by
                 default the unconditional branch has its instruction and its text dropped (masked out), as
                 in training's condition dropout.
-            num_waveforms_per_prompt (`int`, defaults to 1): Outputs per instruction.
+            num_waveforms_per_prompt (`int`, defaults to 1): Outputs per instruction (at most 1000 per call).
             sway_sampling_coef (`float`, *optional*, defaults to -1.0): Sway sampling of the noise levels,
                 from -1 to 1; `None` (or 0) gives uniform steps.
             generator (`torch.Generator` or a list, one per output): Source of the initial noise.

@@ -329,7 +329,9 @@ class ChineseG2P:
         second_of_pair = False
         for previous, syllable in zip(syllables, syllables[1:]):
             second_of_pair = (
-                not second_of_pair and syllable.char in _NEUTRAL_REDUPLICATED and previous.char == syllable.char
+                not second_of_pair
+                and syllable.char in _NEUTRAL_REDUPLICATED
+                and previous.char == syllable.char
             )
             if second_of_pair:
                 syllable.tone = syllable.lexical_tone = 5
