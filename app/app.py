@@ -281,8 +281,9 @@ def build_demo(
             api_name="generate",
             preprocess=False,
         )
-    # One generation at a time: a second would only halve the speed of both and double the memory.
-    return demo.queue(default_concurrency_limit=1, max_size=max_queue)
+    # One generation at a time: a second would only halve the speed of both and double the memory. Gradio
+    # also answers queued events on their REST route, outside the queue and its limits, unless told not to.
+    return demo.queue(default_concurrency_limit=1, max_size=max_queue, api_open=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -307,11 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def request_limits():
-    """The `RequestLimits` middleware with the app's limits, for `launch(app_kwargs=...)`."""
+def server_options() -> dict:
+    """`launch(app_kwargs=...)`: the `RequestLimits` middleware, and a one-line 404 for an unknown endpoint
+    (Gradio raises an exception for those, which would print a traceback per request)."""
+    from gradio.route_utils import FnIndexInferError
     from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
 
-    return Middleware(
+    async def unknown_endpoint(request, error):
+        logger.warning("refused: %s %s: %s", request.method, request.url.path, error)
+        return PlainTextResponse(str(error), status_code=404)
+
+    limits = Middleware(
         RequestLimits,
         max_body_bytes=MAX_BODY_BYTES,
         rate_per_s=API_CALLS_PER_S,
@@ -319,6 +327,7 @@ def request_limits():
         max_waiting=API_MAX_WAITING,
         join_burst=QUEUE_JOIN_BURST,
     )
+    return {"middleware": [limits], "exception_handlers": {FnIndexInferError: unknown_endpoint}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -347,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         server_name=args.host,
         server_port=args.port,
         show_error=False,
-        app_kwargs={"middleware": [request_limits()]},
+        app_kwargs=server_options(),
     )
     return 0
 

@@ -312,5 +312,6 @@ def test_build_demo_queues_one_generation_at_a_time(pipe):
     # Gradio keeps these on its private queue object; checked here because nothing else would notice
     # the limit going missing until two users share a machine.
     assert demo._queue.default_concurrency_limit == 1 and demo._queue.max_size == 3
+    assert demo.api_open is False  # queued events have no REST route around the queue
     config = str(demo.config)
     assert "random-weights-banner" in config and "clips up to 1.0 s" in config

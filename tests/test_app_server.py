@@ -143,6 +143,18 @@ def test_off_queue_calls_with_bad_values_carry_a_message(server):
     assert "Traceback" not in log_path.read_text()
 
 
+def test_generation_has_no_route_around_the_queue_and_unknown_endpoints_are_one_line(server):
+    port, log_path, _ = server
+    status, body = post(port, "/gradio_api/run/generate", json.dumps({"data": GOOD}).encode())
+    assert status == 404 and b"join the queue" in body
+    before = log_path.read_text()
+    status, body = post(port, "/gradio_api/run/no_such_endpoint", json.dumps({"data": []}).encode())
+    time.sleep(0.5)
+    added = log_path.read_text()[len(before) :]
+    assert status == 404 and b"no_such_endpoint" in body
+    assert added.count("refused:") == 1 and "Traceback" not in added
+
+
 def test_uploads_and_huge_bodies_are_refused_before_anything_is_kept(server):
     port, log_path, cache = server
     boundary = "instructaudio-test"
