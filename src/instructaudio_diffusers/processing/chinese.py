@@ -1,6 +1,6 @@
 """Mandarin G2P: Han characters -> surface-tone pinyin, spelled as initial + toned final tokens.
 
-DESIGN §4/§6. Words come from jieba (dictionary words only) so that pypinyin's phrase dictionary resolves
+Words come from jieba (dictionary words only) so that pypinyin's phrase dictionary resolves
 polyphones in context (行走 xing2, 银行 hang2); tones are then rewritten to what a speaker says, by rules
 written here rather than pypinyin's `tone_sandhi`:
 
