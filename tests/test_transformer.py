@@ -57,9 +57,30 @@ def make_model(randomize: bool = True, **overrides) -> InstructAudioTransformerM
     return model
 
 
-def make_inputs(batch_size=2, frames=12, instruction_len=5, phoneme_len=7, seed=0):
+# The phoneme placements under test: the paper's (attention only), the uniform stretch, and durations (with the
+# pooled instruction, as the demo configuration has them).
+MODES = {
+    "plain": {},
+    "stretched": {"stretched_phoneme_input": True},
+    "durations": {"phoneme_alignment": "durations", "pooled_instruction_conditioning": True},
+}
+
+
+def random_durations(phoneme_mask, frames, generator):
+    """Random whole-frame durations per valid phoneme (some zero), each row summing to its valid frames."""
+    durations = torch.zeros(phoneme_mask.shape, dtype=torch.long)
+    for row, (mask, total) in enumerate(zip(phoneme_mask, frames)):
+        count = int(mask.sum())
+        if count:
+            cuts = torch.sort(torch.randint(0, int(total) + 1, (count - 1,), generator=generator)).values
+            bounds = torch.cat([torch.tensor([0]), cuts, torch.tensor([int(total)])])
+            durations[row, :count] = bounds.diff()
+    return durations
+
+
+def make_inputs(batch_size=2, frames=12, instruction_len=5, phoneme_len=7, seed=0, durations=False):
     generator = torch.Generator().manual_seed(seed)
-    return dict(
+    inputs = dict(
         hidden_states=torch.randn(batch_size, TINY["in_channels"], frames, generator=generator),
         timestep=torch.rand(batch_size, generator=generator) * 1000,
         encoder_hidden_states=torch.randn(
@@ -72,6 +93,11 @@ def make_inputs(batch_size=2, frames=12, instruction_len=5, phoneme_len=7, seed=
         phoneme_attention_mask=torch.ones(batch_size, phoneme_len, dtype=torch.bool),
         audio_attention_mask=torch.ones(batch_size, frames, dtype=torch.bool),
     )
+    if durations:
+        inputs["phoneme_durations"] = random_durations(
+            inputs["phoneme_attention_mask"], [frames] * batch_size, generator
+        )
+    return inputs
 
 
 def test_output_shape_and_tuple():
@@ -144,30 +170,36 @@ def _pad(tensor, length, dim, generator, fill=None):
     return torch.cat([tensor, padding], dim=dim)
 
 
-@pytest.mark.parametrize("stretched", [False, True], ids=["plain", "stretched"])
+@pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("padded", ["phonemes", "instruction", "audio", "all"])
-def test_padding_never_changes_valid_outputs(padded, stretched):
+def test_padding_never_changes_valid_outputs(padded, mode):
     """Sample A run alone must give the same valid outputs when batched with a longer sample B, A being padded
     with garbage under a False mask."""
-    model = make_model(stretched_phoneme_input=stretched)
+    model = make_model(**MODES[mode])
+    durations = mode == "durations"
     generator = torch.Generator().manual_seed(3)
-    a = make_inputs(batch_size=1, frames=10, instruction_len=3, phoneme_len=5, seed=1)
+    a = make_inputs(batch_size=1, frames=10, instruction_len=3, phoneme_len=5, seed=1, durations=durations)
     lengths = dict(
         frames=14 if padded in ("audio", "all") else 10,
         instruction_len=6 if padded in ("instruction", "all") else 3,
         phoneme_len=9 if padded in ("phonemes", "all") else 5,
     )
-    b = make_inputs(batch_size=1, seed=2, **lengths)
+    b = make_inputs(batch_size=1, seed=2, durations=durations, **lengths)
     a_padded = {}
-    for key, dim, length in [
+    padded_keys = [
         ("hidden_states", 2, lengths["frames"]),
         ("audio_attention_mask", 1, lengths["frames"]),
         ("encoder_hidden_states", 1, lengths["instruction_len"]),
         ("encoder_attention_mask", 1, lengths["instruction_len"]),
         ("phoneme_ids", 1, lengths["phoneme_len"]),
         ("phoneme_attention_mask", 1, lengths["phoneme_len"]),
-    ]:
+    ]
+    if durations:
+        padded_keys.append(("phoneme_durations", 1, lengths["phoneme_len"]))
+    for key, dim, length in padded_keys:
         fill = False if key.endswith("mask") else None
+        if key == "phoneme_durations":  # garbage durations for padded phonemes: the mask must hide them
+            fill = 7
         a_padded[key] = _pad(a[key], length, dim, generator, fill)
     batch = {key: torch.cat([a_padded[key], b[key]]) for key in a_padded}
     batch["timestep"] = torch.cat([a["timestep"], b["timestep"]])
@@ -208,29 +240,32 @@ def test_left_padded_instruction_matches_right_padded():
     torch.testing.assert_close(left, right, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("stretched", [False, True], ids=["plain", "stretched"])
-def test_all_false_masks_give_finite_output_and_drop_text_matches(stretched):
-    model = make_model(stretched_phoneme_input=stretched)
-    inputs = make_inputs(batch_size=3)
+@pytest.mark.parametrize("mode", list(MODES))
+def test_all_false_masks_give_finite_output_and_drop_text_matches(mode):
+    model = make_model(**MODES[mode])
+    durations = mode == "durations"
+    inputs = make_inputs(batch_size=3, durations=durations)
     inputs["phoneme_attention_mask"][0] = False
     inputs["encoder_attention_mask"][1] = False
     inputs["phoneme_attention_mask"][2] = False
     inputs["encoder_attention_mask"][2] = False
     with torch.no_grad():
         output = model(**inputs, return_log_duration=True)
-        assert torch.isfinite(output.sample).all() and torch.isfinite(output.predicted_log_frames).all()
+        predicted = output.predicted_log_durations if durations else output.predicted_log_frames
+        assert torch.isfinite(output.sample).all() and torch.isfinite(predicted).all()
 
-        full = make_inputs(batch_size=3)
+        full = make_inputs(batch_size=3, durations=durations)
         dropped = model(**full, drop_text=torch.tensor([True, False, False])).sample
         masked = dict(full, phoneme_attention_mask=full["phoneme_attention_mask"].clone())
         masked["phoneme_attention_mask"][0] = False
         torch.testing.assert_close(dropped, model(**masked).sample, rtol=0, atol=1e-5)
         # Dropping text changes the velocity, not the duration prediction.
-        kept = model(**full, return_log_duration=True).predicted_log_frames
+        name = "predicted_log_durations" if durations else "predicted_log_frames"
+        kept = getattr(model(**full, return_log_duration=True), name)
         dropped_duration = model(
             **full, drop_text=torch.tensor([True, False, False]), return_log_duration=True
         )
-        torch.testing.assert_close(dropped_duration.predicted_log_frames, kept)
+        torch.testing.assert_close(getattr(dropped_duration, name), kept)
         assert not torch.allclose(dropped[0], model(**full).sample[0])
 
 
@@ -247,8 +282,8 @@ def test_stretched_phonemes_cover_the_frames_uniformly():
             inputs["phoneme_ids"],
             inputs["phoneme_attention_mask"],
         )
-        stretched = model.stretch_phonemes(
-            condition, condition.attention_mask, inputs["audio_attention_mask"]
+        stretched = condition.stretched_phoneme_states(
+            condition.attention_mask, inputs["audio_attention_mask"]
         )
     # Phoneme k of L covers the frames whose centre lies in [k T / L, (k + 1) T / L).
     expected_phoneme = [[0, 0, 1, 1, 1, 2, 2, 3, 3, 3], [0, 0, 0, 1, 1, 1, 1]]
@@ -260,7 +295,7 @@ def test_stretched_phonemes_cover_the_frames_uniformly():
 
     # Dropped phonemes (classifier-free guidance) leave the audio input alone.
     dropped_mask = condition.attention_mask & (condition.token_types != TEXT_TOKEN_PHONEME)
-    dropped = model.stretch_phonemes(condition, dropped_mask, inputs["audio_attention_mask"])
+    dropped = condition.stretched_phoneme_states(dropped_mask, inputs["audio_attention_mask"])
     assert torch.count_nonzero(dropped) == 0
 
     # Off by default (the paper's architecture) and in the saved config when on.
@@ -307,7 +342,7 @@ def test_aligned_rope_positions_per_sample():
         condition.token_types[0, :7].tolist()
         == [TEXT_TOKEN_REGISTER] + [TEXT_TOKEN_INSTRUCTION] * 2 + [TEXT_TOKEN_PHONEME] * 4
     )
-    positions = model.rope_positions(condition, audio_mask)
+    positions = condition.rope_positions(audio_mask)
     assert positions.shape == (2, 9 + 10)
     # Sample 0: 2 instruction tokens, 4 phonemes over 10 frames; sample 1: 3 tokens, 5 phonemes over 8 frames.
     torch.testing.assert_close(positions[0, :7], torch.tensor([-3.0, -2.0, -1.0, 0.0, 2.5, 5.0, 7.5]))

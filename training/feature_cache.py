@@ -1,5 +1,5 @@
-"""Cached features for a prepared dataset, computed with `datasets.map`: Mel-VAE posteriors and
-instruction embeddings (see `prepare_dataset.py` for what each column holds and why).
+"""Cached features for a prepared dataset, computed with `datasets.map`: Mel-VAE posteriors, instruction
+embeddings and per-token durations from the aligner (see `prepare_dataset.py` for what each column holds).
 
 The map functions are picklable objects that load their model on first use, so `datasets` can hash
 them cheaply and each `num_proc` worker loads its own copy.
@@ -21,7 +21,13 @@ CACHED_COLUMNS = (
     "latent_frames",
     "instruction_embeds",
     "instruction_length",
+    "durations",
+    "alignment_cost",
 )
+#: A clip whose aligned tokens are mostly zero latent frames long, or whose per-frame alignment cost is this
+#: many median absolute deviations above the corpus median, is rejected (`alignment_failed` in bad_rows.jsonl).
+MAX_ZERO_LENGTH_PHONES = 0.5
+MAX_COST_DEVIATIONS = 8.0
 
 # Worker count of the running map pass, read by the encoders to split CPU threads between processes.
 _WORKERS = 1
@@ -76,6 +82,103 @@ class LatentEncoder:
         return output
 
 
+class DurationAligner:
+    """`datasets.map` function adding each clip's per-token durations (latent frames, summing to the clip's
+    latent frames) from a trained `PhonemeAlignerModel`, and its per-frame alignment cost."""
+
+    def __init__(
+        self, aligner_path: str, processor_path: str | None, dataset_dir: str, audio_root: str | None
+    ):
+        self.aligner_path = aligner_path
+        self.processor_path = processor_path
+        self.dataset_dir = dataset_dir
+        self.audio_root = audio_root
+        self._models = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_models": None}
+
+    def _load(self):
+        if self._models is None:
+            import torch
+
+            from instructaudio_diffusers import InstructAudioProcessor
+            from instructaudio_diffusers.models.aligner import PhonemeAlignerModel
+
+            torch.set_num_threads(max(1, torch.get_num_threads() // max(1, _WORKERS)))
+            aligner = PhonemeAlignerModel.from_pretrained(self.aligner_path).eval()
+            processor = (
+                InstructAudioProcessor.from_pretrained(self.processor_path)
+                if self.processor_path
+                else InstructAudioProcessor()
+            )
+            self._models = (aligner, aligner.mel_spectrogram(), processor)
+        return self._models
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        import torch
+
+        from instructaudio_diffusers.audio import load_audio
+        from instructaudio_diffusers.models.aligner import mel_to_latent_durations
+        from instructaudio_diffusers.pipelines.pipeline_instructaudio import INSTRUMENTAL_TEXT
+
+        aligner, mel_spectrogram, processor = self._load()
+        factor = aligner.config.time_downsample_factor
+        durations, costs = [], []
+        for i in range(len(batch["audio_path"])):
+            row = {key: batch[key][i] for key in ("audio_path", "audio_path_absolute", "source_path")}
+            audio, _ = load_audio(
+                resolve_audio_path(row, self.dataset_dir, self.audio_root), aligner.config.sampling_rate
+            )
+            text = batch["text"][i] if (batch["text"][i] or "").strip() else INSTRUMENTAL_TEXT
+            ids = processor(text, padding=False, return_tensors=None)["input_ids"]
+            with torch.no_grad():
+                mel = mel_spectrogram(torch.from_numpy(audio))
+                mel_frames = mel.shape[-1]
+                latent_frames = -(-mel_frames // factor)
+                if len(ids) > mel_frames:  # cannot be aligned: fewer frames than tokens
+                    durations.append([])
+                    costs.append(float("inf"))
+                    continue
+                mel_mask = torch.ones(1, mel_frames, dtype=torch.bool)
+                phoneme_ids = torch.tensor([ids])
+                phoneme_mask = torch.ones_like(phoneme_ids, dtype=torch.bool)
+                log_attention = aligner(mel, mel_mask, phoneme_ids, phoneme_mask).log_attention
+                cost = aligner.forward_sum_loss(log_attention, mel_mask, phoneme_mask)
+                mel_durations = aligner.hard_durations(log_attention, mel_mask, phoneme_mask)[0].numpy()
+            durations.append(mel_to_latent_durations(mel_durations, latent_frames, factor).tolist())
+            costs.append(float(cost))
+        return {"durations": durations, "alignment_cost": costs}
+
+
+def alignment_problems(dataset, processor) -> dict[int, str]:
+    """Rows whose alignment fails a sanity check, by index, with the reason in words."""
+    import numpy as np
+
+    costs = np.asarray(dataset["alignment_cost"], dtype=np.float64)
+    finite = costs[np.isfinite(costs)]
+    median = float(np.median(finite)) if len(finite) else 0.0
+    spread = float(np.median(np.abs(finite - median))) if len(finite) else 0.0
+    limit = median + MAX_COST_DEVIATIONS * max(spread, 1e-6)
+    problems = {}
+    for index, (text, durations, cost) in enumerate(zip(dataset["text"], dataset["durations"], costs)):
+        if not durations:
+            problems[index] = "more tokens than mel frames: the clip is too short for its text"
+            continue
+        if cost > limit:
+            problems[index] = f"alignment cost {cost:.3f} per frame, above the corpus limit {limit:.3f}"
+            continue
+        if not (text or "").strip():
+            continue
+        tokens = processor.convert_ids_to_tokens(
+            processor(text, padding=False, return_tensors=None)["input_ids"]
+        )
+        phones = [d for token, d in zip(tokens, durations) if not token.startswith(("<", "["))]
+        if phones and np.mean(np.asarray(phones) == 0) > MAX_ZERO_LENGTH_PHONES:
+            problems[index] = f"{np.mean(np.asarray(phones) == 0):.0%} of the phones got no latent frame"
+    return problems
+
+
 class InstructionEncoder:
     """`datasets.map` function adding the frozen encoder's `last_hidden_state` of each instruction."""
 
@@ -112,8 +215,12 @@ class InstructionEncoder:
         return {"instruction_embeds": embeds, "instruction_length": [int(n) for n in lengths]}
 
 
-def add_cached_features(dataset, args: argparse.Namespace, dataset_dir: Path, summary: dict[str, Any]):
-    """Run the requested `--precompute_*` passes; record what produced them in `summary`."""
+def add_cached_features(
+    dataset, args: argparse.Namespace, dataset_dir: Path, summary: dict[str, Any]
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Run the requested `--precompute_*` passes; record what produced them in `summary`.
+
+    Returns the dataset and the rows it dropped (each a bad_rows.jsonl record: a failed alignment)."""
     from datasets import Features, List, Value
 
     global _WORKERS
@@ -165,7 +272,53 @@ def add_cached_features(dataset, args: argparse.Namespace, dataset_dir: Path, su
             "text_encoder": os.path.abspath(args.text_encoder),
             "output": "last_hidden_state, (tokens, hidden_size)",
         }
-    return dataset
+    bad_rows = []
+    if getattr(args, "precompute_durations", False):
+        dataset, bad_rows = _add_durations(dataset, args, dataset_dir, summary)
+    return dataset, bad_rows
+
+
+def _add_durations(dataset, args: argparse.Namespace, dataset_dir: Path, summary: dict[str, Any]):
+    from datasets import Features, List, Value
+
+    from instructaudio_diffusers import InstructAudioProcessor
+
+    dataset = dataset.remove_columns(
+        [c for c in ("durations", "alignment_cost") if c in dataset.column_names]
+    )
+    features = Features(
+        {**dataset.features, "durations": List(Value("int32")), "alignment_cost": Value("float32")}
+    )
+    dataset = dataset.map(
+        DurationAligner(os.path.abspath(args.aligner), args.processor, str(dataset_dir), args.audio_root),
+        batched=True,
+        batch_size=args.map_batch_size,
+        num_proc=_num_proc(args, dataset),
+        features=features,
+        desc="aligned durations",
+    )
+    processor = (
+        InstructAudioProcessor.from_pretrained(args.processor) if args.processor else InstructAudioProcessor()
+    )
+    problems = alignment_problems(dataset, processor)
+    bad_rows = [
+        {
+            "path": dataset[index]["source_path"],
+            "reason": "alignment_failed",
+            "problems": [["alignment_failed", detail]],
+            "row": {"instruction": dataset[index]["instruction"], "text": dataset[index]["text"]},
+        }
+        for index, detail in problems.items()
+    ]
+    if problems:
+        keep = sorted(set(range(len(dataset))) - set(problems))
+        dataset = dataset.select(keep)
+    summary["durations"] = {
+        "aligner": os.path.abspath(args.aligner),
+        "layout": "latent frames per processor token, summing to latent_frames",
+        "rejected": len(bad_rows),
+    }
+    return dataset, bad_rows
 
 
 def _num_proc(args: argparse.Namespace, dataset) -> int | None:

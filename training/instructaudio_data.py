@@ -68,6 +68,8 @@ class InstructAudioTrainingDataset(Dataset):
         vae_sampling_rate: rate the VAE's mel front end expects (on-the-fly encoding only).
         audio_root: where the audio now lives, if it moved since preparation.
         use_cached_latents / use_cached_instructions: read the cached columns when the dataset has them.
+        use_durations: give each item its per-token `durations` (the dataset must have the column, written by
+            `prepare_dataset.py --precompute_durations`).
     """
 
     def __init__(
@@ -80,8 +82,15 @@ class InstructAudioTrainingDataset(Dataset):
         audio_root: str | None = None,
         use_cached_latents: bool = True,
         use_cached_instructions: bool = True,
+        use_durations: bool = False,
     ):
         columns = set(dataset.column_names)
+        if use_durations and "durations" not in columns:
+            raise ValueError(
+                "This transformer places phonemes by durations, but the dataset has no `durations` column: "
+                "train an aligner (training/train_aligner.py) and run prepare_dataset.py --precompute_durations."
+            )
+        self.durations = dataset["durations"] if use_durations else None
         self.dataset_dir = str(dataset_dir)
         self.audio_root = audio_root
         self.processor = processor
@@ -116,6 +125,15 @@ class InstructAudioTrainingDataset(Dataset):
             "phoneme_ids": self.phoneme_ids(row.get("text") or ""),
             "instruction": row["instruction"],
         }
+        if self.durations is not None:
+            durations = self.durations[int(index)]
+            if len(durations) != len(item["phoneme_ids"]) or sum(durations) != frames:
+                raise ValueError(
+                    f"Clip {index}: its cached durations ({len(durations)} tokens, {sum(durations)} frames) do not "
+                    f"match its text ({len(item['phoneme_ids'])} tokens) and latents ({frames} frames); the "
+                    "processor or the VAE changed since --precompute_durations: run it again."
+                )
+            item["durations"] = durations
         features = self.features[int(index)] if self.features is not None else {}
         for column in self.cached_latent_columns:
             item[column] = np.asarray(features[column], dtype=np.float32)[:, :frames]
@@ -137,7 +155,8 @@ class InstructAudioTrainingDataset(Dataset):
 class InstructAudioCollator:
     """Pads a list of items into a batch of tensors.
 
-    Keys: `indices`, `latent_frames` `(B,)`; `phoneme_ids`, `phoneme_attention_mask` `(B, P)`; either
+    Keys: `indices`, `latent_frames` `(B,)`; `phoneme_ids`, `phoneme_attention_mask` `(B, P)` (and
+    `phoneme_durations` `(B, P)` when the items have durations); either
     `posterior_mean` [+ `posterior_std`] `(B, C, T)` or `waveforms` `(B, S)` + `num_samples` `(B,)`; either
     `instruction_embeds` `(B, L, D)` or `instruction_input_ids` `(B, L)`, with `instruction_attention_mask`.
 
@@ -157,6 +176,8 @@ class InstructAudioCollator:
         batch["phoneme_ids"], batch["phoneme_attention_mask"] = _pad_ids(
             [item["phoneme_ids"] for item in items]
         )
+        if "durations" in items[0]:
+            batch["phoneme_durations"], _ = _pad_ids([item["durations"] for item in items])
         if "posterior_mean" in items[0]:
             for column in ("posterior_mean", "posterior_std"):
                 if column in items[0]:

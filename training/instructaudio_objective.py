@@ -52,21 +52,25 @@ def flow_matching_losses(
     args: argparse.Namespace,
     generator: torch.Generator,
     accelerator=None,
+    phoneme_durations: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """One forward of the objective on a batch; returns `loss` (to backpropagate) and its parts.
 
     Args:
         latents: `(B, C, T)` normalised clean latents `x0`, zero at padding; `frame_mask` `(B, T)` bool.
         instruction_embeds, instruction_mask: `(B, L, D)`, `(B, L)`; phoneme_ids, phoneme_mask: `(B, P)`.
-        latent_frames: `(B,)` true lengths (the duration target).
+        latent_frames: `(B,)` true lengths (the duration target of models that predict a total length).
         generator: CPU generator for dropout, sigma and noise (keyed for exact resumes).
         accelerator: when given, the flow-matching mean is taken over the valid elements of all processes.
+        phoneme_durations: `(B, P)` latent frames per phoneme (models with `phoneme_alignment="durations"`):
+            they place the phonemes on the frames and are the per-token duration target.
     """
     from diffusers.training_utils import compute_density_for_timestep_sampling
 
     from instructaudio_diffusers import InstructAudioTransformerModel
 
     device, batch_size = latents.device, latents.shape[0]
+    full_phoneme_mask = phoneme_mask
     drop_instruction, drop_text = draw_condition_dropout(
         batch_size, args.instruction_dropout, args.text_dropout, args.dropout_coupling, generator
     )
@@ -88,7 +92,7 @@ def flow_matching_losses(
     noisy = (1.0 - sigmas[:, None, None]) * latents + sigmas[:, None, None] * noise
     target = noise - latents
 
-    velocity, log_frames = model(
+    velocity, predicted_durations = model(
         hidden_states=noisy,
         timestep=sigmas * 1000.0,
         encoder_hidden_states=instruction_embeds,
@@ -96,6 +100,7 @@ def flow_matching_losses(
         phoneme_ids=phoneme_ids,
         phoneme_attention_mask=phoneme_mask,
         audio_attention_mask=frame_mask,
+        phoneme_durations=None if phoneme_durations is None else phoneme_durations.to(device),
         return_log_duration=True,
         return_dict=False,
     )
@@ -107,9 +112,15 @@ def flow_matching_losses(
         elements = accelerator.reduce(elements.detach(), reduction="mean")
     flow_loss = squared_error / elements.clamp(min=1)
     # A clip without its instruction or text would teach the predictor a condition the pipeline never asks.
-    duration_loss = InstructAudioTransformerModel.duration_loss(
-        log_frames, latent_frames, sample_mask=~(drop_instruction | drop_text)
-    )
+    conditioned = ~(drop_instruction | drop_text)
+    if phoneme_durations is not None:
+        duration_loss = InstructAudioTransformerModel.token_duration_loss(
+            predicted_durations, phoneme_durations.to(device), full_phoneme_mask, sample_mask=conditioned
+        )
+    else:
+        duration_loss = InstructAudioTransformerModel.duration_loss(
+            predicted_durations, latent_frames, sample_mask=conditioned
+        )
     return {
         "loss": flow_loss + args.duration_loss_weight * duration_loss,
         "flow_matching_loss": flow_loss,

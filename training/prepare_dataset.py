@@ -38,6 +38,12 @@ Optional cached features, computed with `datasets.map` (`--num_proc` workers) an
   `vae.normalize_latents` at training time, after the VAE's statistics are final.
 * `--precompute_instructions --text_encoder DIR`: the frozen encoder's `last_hidden_state` for the
   instruction, `(tokens, hidden_size)` as `instruction_embeds`, exactly what the pipeline computes.
+* `--precompute_durations --aligner DIR`: per-token durations from a trained aligner
+  (`training/train_aligner.py`): `durations`, one int per processor token of the text (`--processor`, the
+  transformer's), in latent frames summing to the clip's latent frames, and `alignment_cost` (the aligner's
+  forward-sum loss per frame). Clips whose alignment fails a sanity check (more tokens than frames, most
+  phones at zero frames, a cost far above the corpus median) leave the dataset for bad_rows.jsonl
+  (`alignment_failed`).
 
 The VAE is normally trained on the dataset before its latents exist, so the passes also run on an
 existing prepared dataset: omit --metadata and point --output_dir at it.
@@ -124,6 +130,10 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     group.add_argument(
         "--text_encoder", type=str, default=None, help="transformers encoder + tokenizer folder."
     )
+    group.add_argument(
+        "--precompute_durations", action="store_true", help="Add per-token durations from --aligner."
+    )
+    group.add_argument("--aligner", type=str, default=None, help="PhonemeAlignerModel folder.")
     group.add_argument("--map_batch_size", type=int, default=16, help="Rows per datasets.map call.")
     group.add_argument(
         "--audio_root",
@@ -133,7 +143,9 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(input_args)
 
-    if args.metadata is None and not (args.precompute_latents or args.precompute_instructions):
+    if args.metadata is None and not (
+        args.precompute_latents or args.precompute_instructions or args.precompute_durations
+    ):
         parser.error("give --metadata (and --audio_dir) to prepare, or a --precompute_* pass to run.")
     if args.metadata is not None and args.audio_dir is None:
         args.audio_dir = os.path.dirname(os.path.abspath(args.metadata))
@@ -141,6 +153,8 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         parser.error("--precompute_latents needs --vae.")
     if args.precompute_instructions and not args.text_encoder:
         parser.error("--precompute_instructions needs --text_encoder.")
+    if args.precompute_durations and not args.aligner:
+        parser.error("--precompute_durations needs --aligner.")
     if not 0 < args.min_duration < args.max_duration:
         parser.error("need 0 < --min_duration < --max_duration.")
     if args.num_proc < 1 or args.map_batch_size < 1:
@@ -468,7 +482,10 @@ def prepare(args: argparse.Namespace, output_dir: Path) -> int:
             {(f"metadata_{name}" if name in columns else name): values for name, values in extras.items()}
         )
         dataset = Dataset.from_dict(columns)
-        dataset = add_cached_features(dataset, args, output_dir, summary)
+        dataset, dropped = add_cached_features(dataset, args, output_dir, summary)
+        bad_rows += dropped
+        summary["rows_kept"] -= len(dropped)
+        summary["rows_rejected"] += len(dropped)
     summary["seconds"] = round(time.time() - started, 2)
     bad_lines = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in bad_rows)
     write_output(
@@ -492,8 +509,18 @@ def update(args: argparse.Namespace, output_dir: Path) -> int:
     dataset = load_prepared_dataset(output_dir)
     summary_path = output_dir / SUMMARY_FILE
     summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
-    dataset = add_cached_features(dataset, args, output_dir, summary)
-    write_output(output_dir, dataset, {}, keep_side_files_from=output_dir)
+    dataset, dropped = add_cached_features(dataset, args, output_dir, summary)
+    side_files = {}
+    if dropped:
+        previous = output_dir / BAD_ROWS_FILE
+        earlier = previous.read_text(encoding="utf-8") if previous.is_file() else ""
+        side_files[BAD_ROWS_FILE] = earlier + "".join(
+            json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in dropped
+        )
+        summary["rows_kept"] = len(dataset)
+        summary["rows_rejected"] = summary.get("rows_rejected", 0) + len(dropped)
+        print(f"{len(dropped)} clips failed the alignment check; see {previous}", file=sys.stderr)
+    write_output(output_dir, dataset, side_files, keep_side_files_from=output_dir)
     write_json(output_dir / SUMMARY_FILE, summary)
     print(f"added {', '.join(c for c in dataset.column_names if c in CACHED_COLUMNS)} to {output_dir}")
     return 0

@@ -198,6 +198,7 @@ def build_training_data(args: argparse.Namespace, components: dict[str, Any]):
         args.audio_root,
         use_cached_latents=not args.ignore_cached_latents,
         use_cached_instructions=not args.ignore_cached_instructions,
+        use_durations=transformer.phoneme_alignment == "durations",
     )
     if (
         dataset.cached_instructions
@@ -357,6 +358,7 @@ def training_step(
             args,
             keyed_generator(*keys, _RNG_FLOW),
             accelerator,
+            phoneme_durations=batch.get("phoneme_durations"),
         )
         accelerator.backward(losses["loss"])
         grad_norm = None

@@ -49,8 +49,10 @@ def get_dummy_tokenizer_and_encoder(hidden_size: int = 16):
     return tokenizer, BertModel(config).eval()
 
 
-def get_dummy_components() -> dict:
-    """Seeded tiny components for [`InstructAudioPipeline`]; every call returns identical weights."""
+def get_dummy_components(**transformer_config) -> dict:
+    """Seeded tiny components for [`InstructAudioPipeline`]; every call returns identical weights.
+
+    `transformer_config` overrides the tiny transformer's configuration (e.g. `phoneme_alignment="durations"`)."""
     processor = InstructAudioProcessor()
     tokenizer, text_encoder = get_dummy_tokenizer_and_encoder(hidden_size=16)
 
@@ -72,6 +74,7 @@ def get_dummy_components() -> dict:
         max_audio_frames=512,
         duration_predictor_hidden_size=16,
         timestep_embedding_dim=32,
+        **transformer_config,
     )
     # The zero-initialised output layers would make every generation exactly zero; random ones make
     # the tests see real signal flow.

@@ -7,19 +7,24 @@ import torch
 import torch.nn as nn
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.attention import AttentionMixin
-from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.embeddings import PixArtAlphaTextProjection, TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZero
 from diffusers.utils import BaseOutput
 from diffusers.utils.accelerate_utils import apply_forward_hook
 
 from .attention import InstructAudioJointTransformerBlock, InstructAudioSingleTransformerBlock
+from .duration_predictors import InstructAudioDurationPredictor, InstructAudioTokenDurationPredictor
 from .embeddings import InstructAudioPhonemeEncoder, positions_from_mask, rotary_embedding
+from .text_condition import (
+    TEXT_TOKEN_INSTRUCTION,
+    TEXT_TOKEN_PHONEME,
+    TEXT_TOKEN_REGISTER,
+    InstructAudioTextCondition,
+    pack_valid_first,
+)
 
-# Kinds of text-stream tokens, stored in `InstructAudioTextCondition.token_types`.
-TEXT_TOKEN_REGISTER = 0
-TEXT_TOKEN_INSTRUCTION = 1
-TEXT_TOKEN_PHONEME = 2
+PHONEME_ALIGNMENTS = ("none", "uniform", "durations")
 
 
 @dataclass
@@ -31,116 +36,16 @@ class InstructAudioTransformerOutput(BaseOutput):
         sample (`torch.Tensor` of shape `(batch_size, in_channels, latent_frames)`):
             The predicted velocity `noise - x0`; exactly zero at padded audio frames.
         predicted_log_frames (`torch.Tensor` of shape `(batch_size,)`, *optional*):
-            The duration predictor's log number of latent frames, when asked for with `return_log_duration=True`.
+            The duration predictor's log number of latent frames, when asked for with `return_log_duration=True`
+            (models that predict a total length).
+        predicted_log_durations (`torch.Tensor` of shape `(batch_size, phoneme_len)`, *optional*):
+            The per-token predictor's `log(1 + latent frames)` of each phoneme, in the order of `phoneme_ids`, when
+            asked for with `return_log_duration=True` (models with `phoneme_alignment="durations"`).
     """
 
     sample: torch.Tensor
     predicted_log_frames: torch.Tensor | None = None
-
-
-@dataclass
-class InstructAudioTextCondition(BaseOutput):
-    r"""
-    The timestep-independent text stream, computed once per generation by
-    [`InstructAudioTransformerModel.encode_text_condition`] and passed to every denoising step.
-
-    The stream is `[register ; instruction ; phonemes]` with each sample's valid tokens packed to the front (see
-    the model docstring), so `text_len` is the largest number of valid tokens in the batch.
-
-    Args:
-        hidden_states (`torch.Tensor` of shape `(batch_size, text_len, hidden_size)`): zero at padding.
-        attention_mask (`torch.BoolTensor` of shape `(batch_size, text_len)`): True for valid tokens.
-        positions (`torch.Tensor` of shape `(batch_size, text_len)`, float): RoPE positions of register and
-            instruction tokens; for phoneme tokens the fraction `k / num_phonemes` of the utterance, scaled by each
-            sample's number of audio frames inside `forward` (aligned RoPE).
-        token_types (`torch.LongTensor` of shape `(batch_size, text_len)`): `TEXT_TOKEN_REGISTER`,
-            `TEXT_TOKEN_INSTRUCTION` or `TEXT_TOKEN_PHONEME`; meaningless at padding.
-    """
-
-    hidden_states: torch.Tensor
-    attention_mask: torch.BoolTensor
-    positions: torch.Tensor
-    token_types: torch.LongTensor
-
-    @classmethod
-    def cat(cls, conditions: list["InstructAudioTextCondition"]) -> "InstructAudioTextCondition":
-        r"""Concatenate along the batch (e.g. conditional and unconditional for classifier-free guidance),
-        right-padding the shorter ones."""
-        text_len = max(condition.hidden_states.shape[1] for condition in conditions)
-
-        def pad(tensor: torch.Tensor) -> torch.Tensor:
-            padding = [0, 0] * (tensor.ndim - 2) + [0, text_len - tensor.shape[1]]
-            return nn.functional.pad(tensor, padding)
-
-        return cls(
-            hidden_states=torch.cat([pad(c.hidden_states) for c in conditions]),
-            attention_mask=torch.cat([pad(c.attention_mask) for c in conditions]),
-            positions=torch.cat([pad(c.positions) for c in conditions]),
-            token_types=torch.cat([pad(c.token_types) for c in conditions]),
-        )
-
-
-def _pack_valid_first(
-    attention_mask: torch.BoolTensor, *tensors: torch.Tensor
-) -> tuple[torch.BoolTensor, list[torch.Tensor]]:
-    r"""
-    Move each sample's valid tokens to the front (order kept) and cut the common padding tail.
-
-    With instruction padding in the middle of `[register ; instruction ; phonemes]`, a convolutional FFN at the
-    last instruction token would see zeros in a batch but the first phoneme when run alone; packing makes the
-    stream identical up to trailing padding, so batching never changes a sample's result.
-    """
-    order = torch.argsort((~attention_mask).to(torch.int8), dim=1, stable=True)
-    text_len = int(attention_mask.sum(dim=1).max())
-    order = order[:, :text_len]
-    packed = []
-    for tensor in tensors:
-        index = order.reshape(*order.shape, *([1] * (tensor.ndim - 2))).expand(-1, -1, *tensor.shape[2:])
-        packed.append(torch.gather(tensor, 1, index))
-    return torch.gather(attention_mask, 1, order), packed
-
-
-class InstructAudioDurationPredictor(nn.Module):
-    r"""
-    Predicts the log number of latent frames from the masked means of the instruction and phoneme tokens of the
-    text stream, plus the phoneme count.
-
-    The MLP predicts a log speaking rate that is added to `log(num_phonemes)`, so the count, which mean pooling
-    would lose, sets the scale; samples without phonemes (instrumental music, dropped text) use the MLP alone.
-
-    Parameters:
-        dim (`int`): Width of the text stream.
-        hidden_size (`int`): Hidden width of the MLP.
-    """
-
-    def __init__(self, dim: int, hidden_size: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(2 * dim)
-        self.mlp = nn.Sequential(
-            nn.Linear(2 * dim + 1, hidden_size),
-            nn.SiLU(),
-            nn.Linear(hidden_size, hidden_size),
-            nn.SiLU(),
-            nn.Linear(hidden_size, 1),
-        )
-
-    def forward(self, text_condition: InstructAudioTextCondition) -> torch.Tensor:
-        r"""Returns the predicted log number of latent frames, `torch.Tensor` of shape `(batch_size,)`, float32."""
-        # Detached: the duration objective must not pull the shared text encoders away from what the velocity
-        # field needs; the head still trains in the same step as the rest of the model.
-        hidden_states = text_condition.hidden_states.detach()
-        valid = text_condition.attention_mask
-        pooled, num_phonemes = [], None
-        # Counts, pooling and logs in float32: in bf16 integers above 256 are inexact and log(count) moves in
-        # ~3 % steps, which would quantise every predicted duration.
-        for token_type in (TEXT_TOKEN_INSTRUCTION, TEXT_TOKEN_PHONEME):
-            weights = (valid & (text_condition.token_types == token_type))[..., None].float()
-            count = weights.sum(dim=1)
-            pooled.append((hidden_states.float() * weights).sum(dim=1) / count.clamp(min=1))
-            num_phonemes = count
-        features = torch.cat(pooled, dim=-1).to(hidden_states.dtype)
-        features = torch.cat([self.norm(features), torch.log1p(num_phonemes).to(hidden_states.dtype)], dim=-1)
-        return self.mlp(features).squeeze(-1).float() + torch.log(num_phonemes.squeeze(-1).clamp(min=1))
+    predicted_log_durations: torch.Tensor | None = None
 
 
 class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
@@ -163,12 +68,19 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
           prefix, so they never share positions with frames or phonemes; the register token at -L1_i - 1.
         - Packing: each sample's valid text tokens are moved to the front of the stream before the blocks, so the
           convolutional FFN sees the same neighbours whatever padding the batch adds.
-        - Duration predictor: see [`InstructAudioDurationPredictor`]; it reads a detached text stream.
-        - Stretched phoneme input (`stretched_phoneme_input=True`, off in the paper configuration): an alignment
-          aid for small training budgets. Each audio frame also receives (through a linear layer) the encoded
-          phoneme that a uniform speaking rate would put there, phoneme `k` of `L2` covering frames
-          `[k T / L2, (k + 1) T / L2)`; attention still learns the real alignment. Samples whose phonemes are
-          dropped (classifier-free guidance) receive nothing.
+        - Duration predictor: the total length ([`InstructAudioDurationPredictor`]), or with
+          `phoneme_alignment="durations"` each phoneme's length ([`InstructAudioTokenDurationPredictor`]); both
+          read a detached text stream.
+        - Phoneme alignment (`phoneme_alignment`), an aid for small training budgets; joint attention over
+          `[C_text ; audio]` stays in every mode. `"none"` (the paper): phonemes reach the audio only through
+          attention. `"uniform"`: each audio frame also receives (through a linear layer) the encoded phoneme that
+          a uniform speaking rate would put there, phoneme `k` of `L2` covering frames `[k T / L2, (k + 1) T / L2)`.
+          `"durations"`: each frame receives the phoneme that per-token durations (from an aligner in training,
+          from the per-token predictor in generation) put there, and a phoneme's aligned-RoPE position is the
+          centre of its span. Samples whose phonemes are dropped (classifier-free guidance) receive nothing.
+        - Pooled instruction (`pooled_instruction_conditioning=True`): the mean of the normalised instruction
+          hidden states, projected as SD3's `pooled_projections`, is added to the timestep embedding, giving global
+          attributes (tempo, mode, speaker) a direct path to every AdaLN. A dropped instruction pools to zero.
         - AdaLN modulations and the output layer are zero-initialised (DiT's AdaLN-Zero): each block starts as the
           identity and, at the first step, only `proj_out` receives gradient; the rest follows from the next step.
         - Size: the paper configuration (`configs/paper/transformer`) has 1.19 B parameters against the paper's
@@ -199,8 +111,14 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
         timestep_embedding_dim (`int`, defaults to `256`): Sinusoidal channels of the timestep embedding.
         qk_norm_eps (`float`, defaults to `1e-6`): Epsilon of the QK-RMSNorms.
         norm_eps (`float`, defaults to `1e-6`): Epsilon of the layer norms and the instruction RMSNorm.
-        stretched_phoneme_input (`bool`, defaults to `False`): Add the linearly stretched phoneme encodings to the
-            audio input (see above); the demo configuration turns it on.
+        stretched_phoneme_input (`bool`, defaults to `False`): The earlier spelling of
+            `phoneme_alignment="uniform"`, kept so that saved configurations load unchanged.
+        phoneme_alignment (`str`, defaults to `"none"`): How phonemes reach the audio frames besides attention:
+            `"none"`, `"uniform"` or `"durations"` (see above).
+        pooled_instruction_conditioning (`bool`, defaults to `False`): Add the pooled instruction embedding to the
+            timestep embedding (see above).
+        token_duration_predictor_layers (`int`, defaults to `2`): Convolutions of the per-token duration predictor
+            (`phoneme_alignment="durations"`).
     """
 
     _supports_gradient_checkpointing = True
@@ -236,12 +154,26 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
         qk_norm_eps: float = 1e-6,
         norm_eps: float = 1e-6,
         stretched_phoneme_input: bool = False,
+        phoneme_alignment: str = "none",
+        pooled_instruction_conditioning: bool = False,
+        token_duration_predictor_layers: int = 2,
     ):
         super().__init__()
         if num_joint_layers < 1:
             raise ValueError(
                 "`num_joint_layers` must be at least 1: the text reaches the audio only through them."
             )
+        if phoneme_alignment not in PHONEME_ALIGNMENTS:
+            raise ValueError(
+                f"`phoneme_alignment` must be one of {PHONEME_ALIGNMENTS}, got {phoneme_alignment!r}."
+            )
+        if stretched_phoneme_input and phoneme_alignment not in ("none", "uniform"):
+            raise ValueError(
+                f"`stretched_phoneme_input=True` means `phoneme_alignment='uniform'`; it contradicts "
+                f"{phoneme_alignment!r}. Set only `phoneme_alignment`."
+            )
+        if stretched_phoneme_input:
+            phoneme_alignment = "uniform"
         ff_inner_dim = int(hidden_size * ff_mult)
 
         self.time_proj = Timesteps(timestep_embedding_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
@@ -264,7 +196,15 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
         self.text_register_token = nn.Parameter(torch.randn(1, 1, hidden_size) * 0.02)
 
         self.x_embedder = nn.Linear(in_channels, hidden_size)
-        self.stretched_phoneme_proj = nn.Linear(hidden_size, hidden_size) if stretched_phoneme_input else None
+        # The phoneme encodings placed on the frames (uniformly or by durations); the name predates "durations".
+        self.stretched_phoneme_proj = (
+            nn.Linear(hidden_size, hidden_size) if phoneme_alignment != "none" else None
+        )
+        self.pooled_instruction_embedder = (
+            PixArtAlphaTextProjection(instruction_dim, hidden_size, act_fn="silu")
+            if pooled_instruction_conditioning
+            else None
+        )
         self.transformer_blocks = nn.ModuleList(
             [
                 InstructAudioJointTransformerBlock(
@@ -291,7 +231,16 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
             hidden_size, hidden_size, elementwise_affine=False, eps=norm_eps
         )
         self.proj_out = nn.Linear(hidden_size, in_channels)
-        self.duration_predictor = InstructAudioDurationPredictor(hidden_size, duration_predictor_hidden_size)
+        if phoneme_alignment == "durations":
+            self.duration_predictor = None
+            self.token_duration_predictor = InstructAudioTokenDurationPredictor(
+                hidden_size, duration_predictor_hidden_size, num_layers=token_duration_predictor_layers
+            )
+        else:
+            self.duration_predictor = InstructAudioDurationPredictor(
+                hidden_size, duration_predictor_hidden_size
+            )
+            self.token_duration_predictor = None
 
         self._zero_init_modulations()
         self.gradient_checkpointing = False
@@ -310,6 +259,11 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
     def head_dim(self) -> int:
         return self.config.hidden_size // self.config.num_attention_heads
 
+    @property
+    def phoneme_alignment(self) -> str:
+        r"""`"none"`, `"uniform"` or `"durations"`, with the older `stretched_phoneme_input` spelling resolved."""
+        return "uniform" if self.config.stretched_phoneme_input else self.config.phoneme_alignment
+
     # The pipeline calls these two outside `forward`; `apply_forward_hook` runs an offload hook's pre-forward
     # first (as diffusers' VAEs do for encode/decode), so `enable_model_cpu_offload` moves the weights in time.
     @apply_forward_hook
@@ -319,6 +273,7 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
         encoder_attention_mask: torch.Tensor | None = None,
         phoneme_ids: torch.LongTensor | None = None,
         phoneme_attention_mask: torch.Tensor | None = None,
+        phoneme_durations: torch.Tensor | None = None,
     ) -> InstructAudioTextCondition:
         r"""
         Build the timestep-independent text stream; compute it once per generation and pass it to `forward` as
@@ -333,6 +288,10 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
                 Phoneme ids (0 is padding); no phonemes when omitted (e.g. instrumental music).
             phoneme_attention_mask (`torch.Tensor` of shape `(batch_size, phoneme_len)`, *optional*):
                 True for valid phonemes; all valid when omitted. All False drops a sample's text (CFG).
+            phoneme_durations (`torch.Tensor` of shape `(batch_size, phoneme_len)`, *optional*): Latent frames of
+                each phoneme (`phoneme_alignment="durations"`), e.g. from an aligner in training; the same as
+                calling `with_durations` on the result. Generation predicts them instead
+                ([`~InstructAudioTransformerModel.predict_token_durations`]).
 
         Returns:
             [`InstructAudioTextCondition`].
@@ -351,8 +310,14 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
             else phoneme_attention_mask.bool()
         )
 
-        instruction_states = self.instruction_proj(self.instruction_norm(encoder_hidden_states.to(dtype)))
+        normalized_instruction = self.instruction_norm(encoder_hidden_states.to(dtype))
+        instruction_states = self.instruction_proj(normalized_instruction)
         phoneme_states = self.phoneme_encoder(phoneme_ids, phoneme_mask)
+        pooled_instruction = None
+        if self.pooled_instruction_embedder is not None:
+            weights = instruction_mask[..., None].to(dtype)
+            pooled = (normalized_instruction * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+            pooled_instruction = self.pooled_instruction_embedder(pooled)
 
         num_instruction = instruction_mask.sum(dim=1, keepdim=True)
         num_phonemes = phoneme_mask.sum(dim=1, keepdim=True)
@@ -383,16 +348,26 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
             ],
             dim=1,
         )
-
-        attention_mask, (hidden_states, positions, token_types) = _pack_valid_first(
-            attention_mask, hidden_states, positions, token_types
+        phoneme_index = torch.cat(
+            [
+                full(1 + instruction_len, -1),
+                torch.arange(phoneme_ids.shape[1], device=device).expand(batch_size, -1),
+            ],
+            dim=1,
         )
-        return InstructAudioTextCondition(
+
+        attention_mask, (hidden_states, positions, token_types, phoneme_index) = pack_valid_first(
+            attention_mask, hidden_states, positions, token_types, phoneme_index
+        )
+        condition = InstructAudioTextCondition(
             hidden_states=hidden_states * attention_mask[..., None],
             attention_mask=attention_mask,
             positions=positions,
             token_types=token_types,
+            phoneme_index=phoneme_index,
+            pooled_instruction=pooled_instruction,
         )
+        return condition if phoneme_durations is None else condition.with_durations(phoneme_durations)
 
     @apply_forward_hook
     def predict_duration(
@@ -414,7 +389,8 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
 
         Returns:
             `torch.Tensor` of shape `(batch_size,)`, float32: predicted `log(latent_frames)`; round
-            `exp(...)` for a frame count.
+            `exp(...)` for a frame count. Models with `phoneme_alignment="durations"` give the log of the sum of
+            their rounded per-phoneme predictions (at least one frame).
         """
         if text_condition is None:
             if encoder_hidden_states is None:
@@ -424,7 +400,58 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
             text_condition = self.encode_text_condition(
                 encoder_hidden_states, encoder_attention_mask, phoneme_ids, phoneme_attention_mask
             )
-        return self.duration_predictor(text_condition)
+        if self.token_duration_predictor is None:
+            return self.duration_predictor(text_condition)
+        frames = torch.expm1(self.token_duration_predictor(text_condition)).round().clamp(min=0)
+        return torch.log((frames * text_condition.is_phoneme).sum(dim=1).clamp(min=1))
+
+    @apply_forward_hook
+    def predict_token_durations(
+        self, text_condition: InstructAudioTextCondition, phoneme_len: int
+    ) -> torch.Tensor:
+        r"""
+        Predict `log(1 + latent frames)` of each phoneme (models with `phoneme_alignment="durations"`).
+
+        Args:
+            text_condition ([`InstructAudioTextCondition`]): from `encode_text_condition`.
+            phoneme_len (`int`): `phoneme_ids.shape[1]` of the call that built it.
+
+        Returns:
+            `torch.Tensor` of shape `(batch_size, phoneme_len)`, float32, in the order of `phoneme_ids`; zero at
+            padding and for dropped text.
+        """
+        if self.token_duration_predictor is None:
+            raise ValueError(
+                f"This model predicts a total length (`phoneme_alignment={self.phoneme_alignment!r}`); "
+                "use `predict_duration`."
+            )
+        return text_condition.stream_to_phonemes(self.token_duration_predictor(text_condition), phoneme_len)
+
+    @staticmethod
+    def token_duration_loss(
+        predicted_log_durations: torch.Tensor,
+        target_durations: torch.Tensor,
+        phoneme_mask: torch.Tensor,
+        sample_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r"""
+        Mean squared error of `log(1 + frames)` over the valid phonemes (Matcha-TTS' duration loss; the `1 +`
+        admits the zero-length tags and word boundaries).
+
+        Args:
+            predicted_log_durations (`torch.Tensor` of shape `(batch_size, phoneme_len)`): from the model.
+            target_durations (`torch.Tensor` of shape `(batch_size, phoneme_len)`): latent frames per phoneme.
+            phoneme_mask (`torch.Tensor` of shape `(batch_size, phoneme_len)`): valid phonemes.
+            sample_mask (`torch.Tensor` of shape `(batch_size,)`, *optional*): which samples count.
+
+        Returns:
+            Scalar `torch.Tensor` (float32).
+        """
+        weights = phoneme_mask.float()
+        if sample_mask is not None:
+            weights = weights * sample_mask.float()[:, None]
+        error = (predicted_log_durations.float() - torch.log1p(target_durations.float())) ** 2
+        return (error * weights).sum() / weights.sum().clamp(min=1)
 
     @staticmethod
     def duration_loss(
@@ -452,65 +479,6 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
         weights = sample_mask.float()
         return (error * weights).sum() / weights.sum().clamp(min=1)
 
-    @staticmethod
-    def rope_positions(
-        text_condition: InstructAudioTextCondition, audio_attention_mask: torch.BoolTensor
-    ) -> torch.Tensor:
-        r"""
-        RoPE positions of the joint sequence `[text ; audio]`: audio frames 0..T_i-1, phoneme k of sample i at
-        `k * T_i / L2_i` (aligned RoPE, with T_i and L2_i counted from that sample's masks), register and
-        instruction tokens at their precomputed negative positions.
-
-        Args:
-            text_condition ([`InstructAudioTextCondition`]): the text stream.
-            audio_attention_mask (`torch.BoolTensor` of shape `(batch_size, latent_frames)`): valid frames.
-
-        Returns:
-            `torch.Tensor` of shape `(batch_size, text_len + latent_frames)`, float32.
-        """
-        audio_attention_mask = audio_attention_mask.bool()
-        num_frames = audio_attention_mask.sum(dim=1, keepdim=True)
-        is_phoneme = text_condition.token_types == TEXT_TOKEN_PHONEME
-        text_positions = torch.where(
-            is_phoneme, text_condition.positions * num_frames, text_condition.positions
-        )
-        return torch.cat([text_positions, positions_from_mask(audio_attention_mask).float()], dim=1)
-
-    @staticmethod
-    def stretch_phonemes(
-        text_condition: InstructAudioTextCondition,
-        text_attention_mask: torch.BoolTensor,
-        audio_attention_mask: torch.BoolTensor,
-    ) -> torch.Tensor:
-        r"""
-        The phoneme encodings stretched uniformly over each sample's valid audio frames: frame `j` of `T` gets
-        phoneme `k` of `L2` when `k / L2 <= (j + 0.5) / T < (k + 1) / L2`; zero for padded frames and for samples
-        without (valid) phonemes.
-
-        Args:
-            text_condition ([`InstructAudioTextCondition`]): the text stream.
-            text_attention_mask (`torch.BoolTensor` of shape `(batch_size, text_len)`): the valid text tokens (the
-                condition's mask with dropped phonemes removed).
-            audio_attention_mask (`torch.BoolTensor` of shape `(batch_size, latent_frames)`): valid frames.
-
-        Returns:
-            `torch.Tensor` of shape `(batch_size, latent_frames, hidden_size)`.
-        """
-        is_phoneme = text_condition.attention_mask & (text_condition.token_types == TEXT_TOKEN_PHONEME)
-        num_phonemes = is_phoneme.sum(dim=1, keepdim=True)
-        # `positions` holds k / L2 for phoneme k; recover k exactly and compare it with each frame's phoneme index.
-        phoneme_index = torch.round(text_condition.positions * num_phonemes).long()
-        num_frames = audio_attention_mask.sum(dim=1, keepdim=True).clamp(min=1)
-        frame_center = positions_from_mask(audio_attention_mask).float() + 0.5
-        frame_phoneme = torch.floor(frame_center * num_phonemes / num_frames).long()
-        assignment = (
-            (frame_phoneme[:, :, None] == phoneme_index[:, None, :])
-            & (is_phoneme & text_attention_mask)[:, None, :]
-            & audio_attention_mask[:, :, None]
-        )
-        hidden_states = text_condition.hidden_states
-        return torch.bmm(assignment.to(hidden_states.dtype), hidden_states)
-
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -520,6 +488,7 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
         phoneme_ids: torch.LongTensor | None = None,
         phoneme_attention_mask: torch.Tensor | None = None,
         audio_attention_mask: torch.Tensor | None = None,
+        phoneme_durations: torch.Tensor | None = None,
         text_condition: InstructAudioTextCondition | None = None,
         drop_text: torch.BoolTensor | None = None,
         return_log_duration: bool = False,
@@ -537,17 +506,21 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
                 ignored when `text_condition` is given.
             audio_attention_mask (`torch.Tensor` of shape `(batch_size, latent_frames)`, *optional*): True for valid
                 frames, padding at the end; all valid when omitted.
+            phoneme_durations (`torch.Tensor` of shape `(batch_size, phoneme_len)`, *optional*): Latent frames of
+                each phoneme, required with `phoneme_alignment="durations"` unless `text_condition` has them.
             text_condition ([`InstructAudioTextCondition`], *optional*): The precomputed text stream, to avoid
                 re-encoding at every denoising step.
             drop_text (`torch.BoolTensor` of shape `(batch_size,)`, *optional*): Drop the phonemes of these samples,
                 the same as an all-False `phoneme_attention_mask` (classifier-free guidance training). The duration
                 prediction is not affected.
-            return_log_duration (`bool`, defaults to `False`): Also return the duration predictor's output, so a
-                distributed training step runs every parameter in one forward.
+            return_log_duration (`bool`, defaults to `False`): Also return the duration predictor's output (the
+                total, or per phoneme for `phoneme_alignment="durations"`), so a distributed training step runs
+                every parameter in one forward.
             return_dict (`bool`, defaults to `True`): Return an [`InstructAudioTransformerOutput`] instead of a tuple.
 
         Returns:
-            [`InstructAudioTransformerOutput`], or the tuple `(sample,)` / `(sample, predicted_log_frames)`.
+            [`InstructAudioTransformerOutput`], or the tuple `(sample,)` / `(sample, predicted_log_frames)` /
+            `(sample, predicted_log_durations)`.
         """
         batch_size, _, latent_frames = hidden_states.shape
         if latent_frames > self.config.max_audio_frames:
@@ -561,6 +534,17 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
                 )
             text_condition = self.encode_text_condition(
                 encoder_hidden_states, encoder_attention_mask, phoneme_ids, phoneme_attention_mask
+            )
+        if phoneme_durations is not None:
+            text_condition = text_condition.with_durations(phoneme_durations)
+        if (
+            self.phoneme_alignment == "durations"
+            and text_condition.durations is None
+            and bool(text_condition.is_phoneme.any())
+        ):
+            raise ValueError(
+                "This model places phonemes by their durations (`phoneme_alignment='durations'`): pass "
+                "`phoneme_durations`, or a `text_condition` built with them (`with_durations`)."
             )
         if text_condition.hidden_states.shape[0] != batch_size:
             raise ValueError(
@@ -579,7 +563,7 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
             text_mask = text_mask & ~(drop_text.bool()[:, None] & is_phoneme)
 
         rotary_emb = rotary_embedding(
-            self.rope_positions(text_condition, audio_mask), self.head_dim, self.config.rope_theta
+            text_condition.rope_positions(audio_mask), self.head_dim, self.config.rope_theta
         )
         text_len = text_mask.shape[1]
         audio_rotary_emb = rotary_emb[:, text_len:]
@@ -587,12 +571,17 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
 
         timestep = torch.as_tensor(timestep, device=device).reshape(-1).expand(batch_size)
         temb = self.time_embedder(self.time_proj(timestep).to(dtype))
+        if self.pooled_instruction_embedder is not None:
+            temb = temb + text_condition.pooled_instruction.to(dtype)
 
         encoder_states = text_condition.hidden_states.to(dtype)
         audio_states = self.x_embedder(hidden_states.transpose(1, 2))
-        if self.stretched_phoneme_proj is not None:
-            stretched = self.stretch_phonemes(text_condition, text_mask, audio_mask)
+        if self.phoneme_alignment == "uniform":
+            stretched = text_condition.stretched_phoneme_states(text_mask, audio_mask)
             audio_states = audio_states + self.stretched_phoneme_proj(stretched.to(dtype))
+        elif self.phoneme_alignment == "durations" and text_condition.durations is not None:
+            placed = text_condition.phoneme_states_by_durations(text_mask, audio_mask)
+            audio_states = audio_states + self.stretched_phoneme_proj(placed.to(dtype))
 
         for block in self.transformer_blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
@@ -615,7 +604,21 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
         audio_states = self.norm_out(audio_states, temb)
         sample = (self.proj_out(audio_states) * audio_mask[..., None]).transpose(1, 2)
 
-        predicted_log_frames = self.duration_predictor(text_condition) if return_log_duration else None
+        predicted_log_frames = predicted_log_durations = None
+        if return_log_duration and self.token_duration_predictor is not None:
+            phoneme_len = (
+                phoneme_ids.shape[1]
+                if phoneme_ids is not None
+                else int(text_condition.phoneme_index.max()) + 1
+            )
+            predicted_log_durations = self.predict_token_durations(text_condition, phoneme_len)
+        elif return_log_duration:
+            predicted_log_frames = self.duration_predictor(text_condition)
         if not return_dict:
-            return (sample,) if predicted_log_frames is None else (sample, predicted_log_frames)
-        return InstructAudioTransformerOutput(sample=sample, predicted_log_frames=predicted_log_frames)
+            extra = predicted_log_frames if predicted_log_durations is None else predicted_log_durations
+            return (sample,) if extra is None else (sample, extra)
+        return InstructAudioTransformerOutput(
+            sample=sample,
+            predicted_log_frames=predicted_log_frames,
+            predicted_log_durations=predicted_log_durations,
+        )

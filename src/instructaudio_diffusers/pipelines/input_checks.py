@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -25,6 +26,73 @@ MAX_OUTPUTS_PER_CALL = 1000
 #: `sway_sampling_coef` range in which the noise levels stay in (0, 1] and strictly decreasing for any
 #: number of steps; outside it some steps go backwards or below zero.
 SWAY_SAMPLING_RANGE = (-1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """What a pipeline's components accept: the bounds `check_call` checks the arguments against."""
+
+    instruction_dim: int
+    latent_channels: int
+    min_audio_length_in_s: float
+    max_audio_length_in_s: float
+    output_types: tuple[str, ...]
+    callback_tensor_inputs: tuple[str, ...]
+
+
+def check_call(
+    limits: CallLimits,
+    *,
+    instructions: list[str] | None,
+    texts: list[str],
+    audio_length_in_s,
+    num_inference_steps,
+    output_type,
+    negative_instruction,
+    instruction_embeds,
+    instruction_attention_mask,
+    callback_on_step_end_tensor_inputs,
+    guidance_scale,
+    num_waveforms_per_prompt,
+    sway_sampling_coef,
+    generator,
+    latents,
+    callback_on_step_end,
+) -> None:
+    """Every check of `InstructAudioPipeline.__call__`'s arguments (see `InstructAudioPipeline.check_inputs`)."""
+    if instructions is not None and instruction_embeds is not None:
+        raise ValueError("Give only one of `instruction` and `instruction_embeds`.")
+    if instructions is None:
+        if instruction_embeds is None:
+            raise ValueError("Give either `instruction` or `instruction_embeds`.")
+        check_instruction_embeds(instruction_embeds, instruction_attention_mask, limits.instruction_dim)
+    check_prompts(instructions, texts)
+    batch_size = len(instructions) if instructions is not None else instruction_embeds.shape[0]
+    if len(texts) != batch_size:
+        raise ValueError(
+            f"Got {batch_size} instructions but {len(texts)} texts; give one text per instruction."
+        )
+    negatives = string_list(negative_instruction, "negative_instruction", "what to steer away from")
+    if isinstance(negative_instruction, (list, tuple)) and len(negatives) != batch_size:
+        raise ValueError(f"Got {len(negatives)} negative instructions for {batch_size} instructions.")
+    check_integer(num_inference_steps, "num_inference_steps", 1, MAX_INFERENCE_STEPS)
+    check_integer(num_waveforms_per_prompt, "num_waveforms_per_prompt", 1)
+    check_guidance_scale(guidance_scale)
+    check_sway_sampling_coef(sway_sampling_coef)
+    if not isinstance(output_type, str) or output_type not in limits.output_types:
+        raise ValueError(f"output_type must be one of {limits.output_types}, got {output_type!r}.")
+    check_audio_lengths(
+        audio_length_in_s, batch_size, limits.min_audio_length_in_s, limits.max_audio_length_in_s
+    )
+    num_outputs = batch_size * num_waveforms_per_prompt
+    if num_outputs > MAX_OUTPUTS_PER_CALL:
+        raise ValueError(
+            f"{batch_size} instructions x num_waveforms_per_prompt={num_waveforms_per_prompt} is {num_outputs} "
+            f"waveforms; at most {MAX_OUTPUTS_PER_CALL} per call: split the job into several calls."
+        )
+    check_generator(generator, num_outputs)
+    check_latents(latents, limits.latent_channels, num_outputs)
+    check_callback(callback_on_step_end, callback_on_step_end_tensor_inputs, limits.callback_tensor_inputs)
 
 
 def is_real(value) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput, DiffusionPipeline
@@ -45,6 +46,40 @@ def flow_matching_sigmas(num_inference_steps: int, sway_sampling_coef: float | N
 def lengths_to_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
     """`(B,)` lengths -> `(B, max_length)` boolean mask, True on valid positions."""
     return torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def fit_durations(
+    durations: torch.Tensor, phoneme_mask: torch.Tensor, total_frames: torch.Tensor
+) -> torch.Tensor:
+    """Scale per-phoneme durations `(B, P)` so that each row sums exactly to `total_frames` `(B,)`.
+
+    Boundaries (cumulative sums) are scaled and rounded, so no boundary moves by more than half a frame from
+    its exact scaled place and the rounding never accumulates. A row whose durations are all zero is spread
+    evenly over its valid phonemes.
+    """
+    durations = durations.float() * phoneme_mask
+    even = phoneme_mask.float()
+    durations = torch.where(durations.sum(dim=1, keepdim=True) > 0, durations, even)
+    boundaries = torch.cumsum(durations, dim=1)
+    scale = total_frames.float()[:, None] / boundaries[:, -1:].clamp(min=1e-6)
+    boundaries = torch.round(boundaries * scale).long()
+    previous = torch.nn.functional.pad(boundaries[:, :-1], (1, 0))
+    return (boundaries - previous) * phoneme_mask
+
+
+@dataclass
+class InstructAudioPipelineOutput(AudioPipelineOutput):
+    """Output of [`InstructAudioPipeline`].
+
+    Args:
+        audios (`list`): One entry per output, each at its own length: 1-D waveforms at `pipe.sampling_rate`,
+            `(n_mels, frames)` mels or `(C, T)` latents.
+        phoneme_durations_in_s (`list[np.ndarray]`, *optional*): For models that place phonemes by durations,
+            the seconds given to each token of `pipe.processor.phonemize(text)` (in order, starting at 0 s), so a
+            caller can see where each word falls; `None` for other models.
+    """
+
+    phoneme_durations_in_s: list | None = None
 
 
 class InstructAudioPipeline(DiffusionPipeline):
@@ -217,46 +252,31 @@ class InstructAudioPipeline(DiffusionPipeline):
             TypeError: an argument of the wrong type, named.
             ValueError: a value out of range or inconsistent with another argument, named, with the range.
         """
-        if instructions is not None and instruction_embeds is not None:
-            raise ValueError("Give only one of `instruction` and `instruction_embeds`.")
-        if instructions is None:
-            if instruction_embeds is None:
-                raise ValueError("Give either `instruction` or `instruction_embeds`.")
-            input_checks.check_instruction_embeds(
-                instruction_embeds, instruction_attention_mask, self.transformer.config.instruction_dim
-            )
-        input_checks.check_prompts(instructions, texts)
-        batch_size = len(instructions) if instructions is not None else instruction_embeds.shape[0]
-        if len(texts) != batch_size:
-            raise ValueError(
-                f"Got {batch_size} instructions but {len(texts)} texts; give one text per instruction."
-            )
-        negatives = input_checks.string_list(
-            negative_instruction, "negative_instruction", "what to steer away from"
+        limits = input_checks.CallLimits(
+            instruction_dim=self.transformer.config.instruction_dim,
+            latent_channels=self.transformer.config.in_channels,
+            min_audio_length_in_s=1.0 / self.vae.latent_frame_rate,
+            max_audio_length_in_s=self.max_audio_length_in_s,
+            output_types=OUTPUT_TYPES,
+            callback_tensor_inputs=tuple(self._callback_tensor_inputs),
         )
-        if isinstance(negative_instruction, (list, tuple)) and len(negatives) != batch_size:
-            raise ValueError(f"Got {len(negatives)} negative instructions for {batch_size} instructions.")
-        input_checks.check_integer(
-            num_inference_steps, "num_inference_steps", 1, input_checks.MAX_INFERENCE_STEPS
-        )
-        input_checks.check_integer(num_waveforms_per_prompt, "num_waveforms_per_prompt", 1)
-        input_checks.check_guidance_scale(guidance_scale)
-        input_checks.check_sway_sampling_coef(sway_sampling_coef)
-        if not isinstance(output_type, str) or output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
-        input_checks.check_audio_lengths(
-            audio_length_in_s, batch_size, 1.0 / self.vae.latent_frame_rate, self.max_audio_length_in_s
-        )
-        num_outputs = batch_size * num_waveforms_per_prompt
-        if num_outputs > input_checks.MAX_OUTPUTS_PER_CALL:
-            raise ValueError(
-                f"{batch_size} instructions x num_waveforms_per_prompt={num_waveforms_per_prompt} is {num_outputs} "
-                f"waveforms; at most {input_checks.MAX_OUTPUTS_PER_CALL} per call: split the job into several calls."
-            )
-        input_checks.check_generator(generator, num_outputs)
-        input_checks.check_latents(latents, self.transformer.config.in_channels, num_outputs)
-        input_checks.check_callback(
-            callback_on_step_end, callback_on_step_end_tensor_inputs, self._callback_tensor_inputs
+        input_checks.check_call(
+            limits,
+            instructions=instructions,
+            texts=texts,
+            audio_length_in_s=audio_length_in_s,
+            num_inference_steps=num_inference_steps,
+            output_type=output_type,
+            negative_instruction=negative_instruction,
+            instruction_embeds=instruction_embeds,
+            instruction_attention_mask=instruction_attention_mask,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            guidance_scale=guidance_scale,
+            num_waveforms_per_prompt=num_waveforms_per_prompt,
+            sway_sampling_coef=sway_sampling_coef,
+            generator=generator,
+            latents=latents,
+            callback_on_step_end=callback_on_step_end,
         )
 
     def encode_instruction(
@@ -292,6 +312,18 @@ class InstructAudioPipeline(DiffusionPipeline):
         )
         return phoneme_ids, phoneme_mask
 
+    def prepare_phoneme_durations(
+        self,
+        text_condition: InstructAudioTextCondition,
+        phoneme_mask: torch.Tensor,
+        latent_frames: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per-phoneme latent frames `(B, P)` from the transformer's predictor, scaled to sum to `latent_frames`."""
+        with torch.no_grad():
+            log_durations = self.transformer.predict_token_durations(text_condition, phoneme_mask.shape[1])
+        predicted = torch.expm1(log_durations).clamp(min=0).round()
+        return fit_durations(predicted, phoneme_mask, latent_frames)
+
     def prepare_latent_frames(
         self,
         audio_length_in_s: float | list[float] | None,
@@ -303,7 +335,8 @@ class InstructAudioPipeline(DiffusionPipeline):
         """Latent frames per output item `(B * num_waveforms_per_prompt,)`.
 
         Order of precedence: `audio_length_in_s`; the length of the given `latents`; instrumental music's
-        default length; the transformer's duration predictor.
+        default length; the transformer's duration predictor (for models that place phonemes by durations, the
+        sum of its per-phoneme predictions).
         """
         batch = len(texts) * num_waveforms_per_prompt
         device = text_condition.hidden_states.device
@@ -324,6 +357,7 @@ class InstructAudioPipeline(DiffusionPipeline):
         predicted = torch.where(
             instrumental, torch.full_like(predicted, DEFAULT_MUSIC_LENGTH_IN_S * frame_rate), predicted
         )
+        # Capped at what the transformer can place (a durations model's phonemes are then fitted into the cap).
         return predicted.clamp(1, self.transformer.config.max_audio_frames).long()
 
     @torch.no_grad()
@@ -504,12 +538,16 @@ class InstructAudioPipeline(DiffusionPipeline):
             instruction_embeds, instruction_attention_mask, phoneme_ids, phoneme_mask
         )
 
-        # 4. Duration
+        # 4. Duration, and where each phoneme falls for models that place phonemes by durations
         latent_frames = self.prepare_latent_frames(
             audio_length_in_s, texts, latents, text_condition, num_waveforms_per_prompt
         )
         if audio_length_in_s is None and latents is None:
             self._warn_if_length_capped(latent_frames)
+        phoneme_durations = None
+        if self.transformer.phoneme_alignment == "durations":
+            phoneme_durations = self.prepare_phoneme_durations(text_condition, phoneme_mask, latent_frames)
+            text_condition = text_condition.with_durations(phoneme_durations)
 
         # 5. Latents and masks
         latents = self.prepare_latents(latent_frames, instruction_embeds.dtype, device, generator, latents)
@@ -549,9 +587,15 @@ class InstructAudioPipeline(DiffusionPipeline):
         # 9. Decode
         audios = self.decode_latents(latents, latent_frames, output_type)
         self.maybe_free_model_hooks()
+        durations_in_s = None
+        if phoneme_durations is not None:
+            seconds = (phoneme_durations.float() / self.vae.latent_frame_rate).cpu().numpy()
+            durations_in_s = [
+                row[: int(count)] for row, count in zip(seconds, phoneme_mask.sum(dim=1).tolist())
+            ]
         if not return_dict:
             return (audios,)
-        return AudioPipelineOutput(audios=audios)
+        return InstructAudioPipelineOutput(audios=audios, phoneme_durations_in_s=durations_in_s)
 
     def _warn_if_length_capped(self, latent_frames: torch.Tensor) -> None:
         capped = (latent_frames >= self.transformer.config.max_audio_frames).nonzero().flatten().tolist()
