@@ -5,12 +5,18 @@
     python app/app.py --model tiny-random      # toy random weights: tries the interface, output is noise
 
 Needs the `app` extra (`pip install -e ".[app]"`). The rules (validation, generation, language detection,
-mel plotting) live in `app_core.py`; this file only lays out widgets and wires them to those functions.
+mel plotting) live in `app_core.py` and the HTTP limits in `app_http.py`; this file only lays out widgets
+and wires them to those functions.
+
+Every event takes its inputs as posted (`preprocess=False`), so that a malformed value reaches the app's own
+checks, which refuse it with a message for the user and one line in the server log, rather than failing in
+Gradio's preprocessing with an empty error and a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -23,18 +29,21 @@ from app_core import (  # noqa: E402 (after the environment is set for Gradio)
     MAX_GUIDANCE_SCALE,
     MAX_INFERENCE_STEPS,
     MAX_SEED,
+    MIN_GUIDANCE_SCALE,
     TASKS,
     TINY_RANDOM,
     ModelNotFoundError,
     describe_languages,
-    detect_languages,
     generate,
+    language_label,
     length_cap_in_s,
     load_pipeline,
     mel_image,
+    requested_length,
     to_int16,
     validate_request,
 )
+from app_http import RequestLimits, logger  # noqa: E402
 
 from instructaudio_diffusers import InstructAudioPipeline  # noqa: E402
 
@@ -47,6 +56,18 @@ TEXT_BOX = {
         "[verse] ... [chorus] ... or leave empty for instrumental music",
     ),
 }
+#: Largest request body accepted: a text at the processor's limit, JSON-escaped, fits several times over.
+MAX_BODY_BYTES = 256 * 1024
+#: API calls per second the server answers, on average and in a burst, and how many may wait for their turn.
+#: One person typing sends at most one language-label call at a time; a generation is one call.
+API_CALLS_PER_S = 4.0
+API_BURST = 8
+API_MAX_WAITING = 8
+#: Queue joins (generation requests) pass in bursts of up to this many before the rate applies, so that a
+#: burst reaches the queue, which keeps `--max_queue` of them and answers the rest "Queue is full".
+QUEUE_JOIN_BURST = 32
+#: Generated audio and images stay downloadable for 10 to 20 minutes, then are deleted.
+CACHE_CLEANUP_S = 600
 RANDOM_WEIGHTS_BANNER = (
     '<div id="random-weights-banner" style="padding:0.8em 1em;border-radius:8px;background:#fde68a;'
     'color:#78350f;border:2px solid #d97706;font-weight:600">Random weights: this app runs the '
@@ -61,6 +82,27 @@ def _import_gradio():
     except ImportError as err:
         raise SystemExit('The web demo needs Gradio: pip install -e ".[app]"') from err
     return gr
+
+
+def refuse(gr, message: str):
+    """A `gr.Error` for the page, logged as one line (Gradio would print a traceback for each)."""
+    logger.warning("refused: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
+def _blocks_class(gr):
+    class Blocks(gr.Blocks):
+        """`gr.Blocks` whose refusal of a call with missing inputs is a message, not an empty error."""
+
+        def validate_inputs(self, block_fn, inputs):
+            try:
+                super().validate_inputs(block_fn, inputs)
+            except ValueError:
+                raise refuse(
+                    gr, f"{block_fn.name} takes {len(block_fn.inputs)} input values, got {len(inputs)}."
+                ) from None
+
+    return Blocks
 
 
 def build_demo(
@@ -81,12 +123,17 @@ def build_demo(
     gr = _import_gradio()
     max_length_in_s = length_cap_in_s(pipe, max_seconds)
 
-    def language_of(text: str | None) -> str:
-        return describe_languages(detect_languages(text or "", pipe.processor))
+    def language_of(text) -> str:
+        return language_label(text, pipe.processor)
 
-    def on_task_change(task: str):
+    def on_task_change(task):
+        if not isinstance(task, str) or task not in TEXT_BOX:
+            raise refuse(gr, f"Unknown task {task!r}: choose one of {', '.join(TASKS)}.")
         label, placeholder = TEXT_BOX[task]
         return gr.Textbox(label=label, placeholder=placeholder)
+
+    def on_automatic_length_change(automatic):
+        return gr.Slider(interactive=automatic is False)
 
     def on_generate(
         task: str,
@@ -105,7 +152,7 @@ def build_demo(
                 task,
                 instruction,
                 text,
-                None if automatic_length else audio_length_in_s,
+                requested_length(automatic_length, audio_length_in_s),
                 num_inference_steps,
                 guidance_scale,
                 seed,
@@ -119,10 +166,9 @@ def build_demo(
                 max_length_in_s,
                 on_step=lambda done, total: progress((done, total), desc="Denoising", unit="steps"),
             )
-        except ValueError as err:
-            # The page shows only the message, and the processor's and the pipeline's messages already say
-            # what is wrong and where; `from None` keeps the server's log of it to one traceback.
-            raise gr.Error(str(err)) from None
+        except (TypeError, ValueError) as err:
+            # The processor's and the pipeline's messages already say what is wrong and where.
+            raise refuse(gr, str(err)) from None
         for note in result.warnings:
             gr.Warning(note)
         progress(1.0, desc="Drawing the mel-spectrogram")
@@ -135,7 +181,10 @@ def build_demo(
             describe_languages(result.languages),
         )
 
-    with gr.Blocks(title="InstructAudio", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+    blocks = _blocks_class(gr)(
+        title="InstructAudio", analytics_enabled=False, delete_cache=(CACHE_CLEANUP_S, CACHE_CLEANUP_S)
+    )
+    with blocks as demo:
         gr.Markdown(
             "# InstructAudio\nSpeech, two-speaker dialogue and music in English and Chinese from a "
             f"natural-language instruction. Model: `{model_name}`, {pipe.sampling_rate} Hz, "
@@ -178,7 +227,7 @@ def build_demo(
                         1, MAX_INFERENCE_STEPS, value=32, step=1, label="Steps", elem_id="steps"
                     )
                     guidance_scale = gr.Slider(
-                        0.0,
+                        MIN_GUIDANCE_SCALE,
                         MAX_GUIDANCE_SCALE,
                         value=2.0,
                         step=0.1,
@@ -207,15 +256,13 @@ def build_demo(
                 info = gr.Textbox(label="Generation", interactive=False, elem_id="generation-info")
         gr.Examples(examples=[list(example) for example in EXAMPLES], inputs=[task, instruction, text])
 
-        task.change(on_task_change, inputs=task, outputs=text, queue=False, show_progress="hidden")
-        # Cheap and per keystroke: off the queue so typing never waits behind a generation.
-        text.change(language_of, inputs=text, outputs=language, queue=False, show_progress="hidden")
+        off_queue = dict(queue=False, show_progress="hidden", preprocess=False)
+        task.change(on_task_change, inputs=task, outputs=text, **off_queue)
+        # Per keystroke, off the queue so typing never waits behind a generation; language_label keeps it cheap
+        # for any text and RequestLimits bounds how often anyone may call it.
+        text.change(language_of, inputs=text, outputs=language, **off_queue)
         automatic_length.change(
-            lambda automatic: gr.Slider(interactive=not automatic),
-            inputs=automatic_length,
-            outputs=audio_length_in_s,
-            queue=False,
-            show_progress="hidden",
+            on_automatic_length_change, inputs=automatic_length, outputs=audio_length_in_s, **off_queue
         )
         generate_button.click(
             on_generate,
@@ -232,9 +279,11 @@ def build_demo(
             ],
             outputs=[audio, mel, phonemes, info, seed, language],
             api_name="generate",
+            preprocess=False,
         )
-    # One generation at a time: a second would only halve the speed of both and double the memory.
-    return demo.queue(default_concurrency_limit=1, max_size=max_queue)
+    # One generation at a time: a second would only halve the speed of both and double the memory. Gradio
+    # also answers queued events on their REST route, outside the queue and its limits, unless told not to.
+    return demo.queue(default_concurrency_limit=1, max_size=max_queue, api_open=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,8 +308,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def server_options() -> dict:
+    """`launch(app_kwargs=...)`: the `RequestLimits` middleware, and a one-line 404 for an unknown endpoint
+    (Gradio raises an exception for those, which would print a traceback per request)."""
+    from gradio.route_utils import FnIndexInferError
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
+
+    async def unknown_endpoint(request, error):
+        logger.warning("refused: %s %s: %s", request.method, request.url.path, error)
+        return PlainTextResponse(str(error), status_code=404)
+
+    limits = Middleware(
+        RequestLimits,
+        max_body_bytes=MAX_BODY_BYTES,
+        rate_per_s=API_CALLS_PER_S,
+        burst=API_BURST,
+        max_waiting=API_MAX_WAITING,
+        join_burst=QUEUE_JOIN_BURST,
+    )
+    return {"middleware": [limits], "exception_handlers": {FnIndexInferError: unknown_endpoint}}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s: %(message)s", level=logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own startup probes, one line each
     if args.max_seconds <= 0 or args.max_queue < 1:
         print("app: error: --max_seconds and --max_queue must be positive.", file=sys.stderr)
         return 2
@@ -279,7 +352,12 @@ def main(argv: list[str] | None = None) -> int:
         max_seconds=args.max_seconds,
         max_queue=args.max_queue,
     )
-    demo.launch(server_name=args.host, server_port=args.port, show_error=False)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        show_error=False,
+        app_kwargs=server_options(),
+    )
     return 0
 
 

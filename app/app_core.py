@@ -37,7 +37,12 @@ TINY_RANDOM = "tiny-random"
 DEFAULT_MAX_SECONDS = 30.0
 #: Upper bound of the steps slider, enforced server-side too since any client can post to the API.
 MAX_INFERENCE_STEPS = 100
+#: Guidance below 1 would not weaken the instruction, it would turn guidance off; the pipeline refuses it.
+MIN_GUIDANCE_SCALE = 1.0
 MAX_GUIDANCE_SCALE = 10.0
+#: Longest instruction accepted: several times what any description needs, and far below what would keep
+#: the instruction tokenizer busy (encoders truncate at a few hundred tokens anyway).
+MAX_INSTRUCTION_CHARACTERS = 2000
 MAX_SEED = 2**32 - 1
 LANGUAGE_NAMES = {"en": "English", "zh": "Chinese"}
 
@@ -140,6 +145,19 @@ def detect_languages(text: str, processor: InstructAudioProcessor) -> list[str]:
     return list(dict.fromkeys(languages))
 
 
+def language_label(text, processor: InstructAudioProcessor) -> str:
+    """The "Detected language" label for whatever a client posts as the text box's value.
+
+    It runs on every keystroke, off the queue, so it must stay cheap for any input: a text longer than the
+    processor accepts (which generation would refuse) is answered from its length alone, since detecting
+    the languages of a few million characters takes seconds of CPU; anything that is not text reads as empty.
+    """
+    text = text if isinstance(text, str) else ""
+    if len(text) > processor.max_text_characters:
+        return f"Too long: {len(text)} characters (at most {processor.max_text_characters})"
+    return describe_languages(detect_languages(text, processor))
+
+
 def describe_languages(languages: list[str]) -> str:
     """A label for `detect_languages`' result: "English", "Chinese", "Mixed: Chinese + English"."""
     if not languages:
@@ -164,13 +182,37 @@ class GenerationRequest:
     seed: int
 
 
-def _is_whole_number(value: float | int | None, low: int, high: int) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and math.isfinite(value)
-        and value == int(value)
-        and low <= value <= high
-    )
+def _is_number(value) -> bool:
+    """A finite real number as JSON delivers it (int or float), not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_whole_number(value, low: int, high: int) -> bool:
+    return _is_number(value) and value == int(value) and low <= value <= high
+
+
+def _text_field(value, name: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"The {name} must be text, got {type(value).__name__}.")
+    return value.strip()
+
+
+def requested_length(automatic_length, audio_length_in_s):
+    """The form's duration: `None` for automatic, else the slider's value (checked by `validate_request`).
+
+    Raises:
+        ValueError: the checkbox is not a boolean, or it is off and no duration was given, which would
+            otherwise silently become an automatic length.
+    """
+    if not isinstance(automatic_length, bool):
+        raise ValueError(f"'Automatic duration' must be true or false, got {automatic_length!r}.")
+    if automatic_length:
+        return None
+    if audio_length_in_s is None:
+        raise ValueError("The duration is empty: give one in seconds, or tick 'Automatic duration'.")
+    return audio_length_in_s
 
 
 def validate_request(
@@ -186,9 +228,10 @@ def validate_request(
 ) -> GenerationRequest:
     """Check the form's values against what the task needs and the server allows.
 
-    The text itself (markup, overrides, length) is checked later by the processor, whose messages already
-    name the problem and its position; this function only adds what the processor cannot know: the task,
-    and the server's limits (any client can post to the API, so the sliders' bounds are not enough).
+    The values are taken as any client may post them (JSON: numbers, strings, booleans, null, in any
+    slot), so every type is checked here rather than trusted to the widgets. The text itself (markup,
+    overrides, length) is checked later by the processor, whose messages already name the problem and its
+    position; this function only adds what the processor cannot know: the task, and the server's limits.
 
     Returns:
         The request with stripped strings and, when `randomize_seed`, a fresh seed from the OS (never from
@@ -197,33 +240,43 @@ def validate_request(
     Raises:
         ValueError: with a message meant for the user.
     """
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise ValueError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}.")
-    instruction, text = (instruction or "").strip(), (text or "").strip()
+    instruction, text = _text_field(instruction, "instruction"), _text_field(text, "text")
     if not instruction:
         raise ValueError("The instruction is empty: describe the voice or the music to generate.")
+    if len(instruction) > MAX_INSTRUCTION_CHARACTERS:
+        raise ValueError(
+            f"The instruction is {len(instruction)} characters long; at most {MAX_INSTRUCTION_CHARACTERS} "
+            "are accepted. Describe the voice or the music in a few sentences."
+        )
     if task == "Speech" and not text:
         raise ValueError("Speech needs a text to speak. For instrumental music, choose the Music task.")
     if task == "Dialogue" and not text:
         raise ValueError("A dialogue needs a text with speaker tags, e.g. [S0] Hi! [S1] Hello.")
     if audio_length_in_s is not None and not (
-        math.isfinite(audio_length_in_s) and 0 < audio_length_in_s <= max_length_in_s
+        _is_number(audio_length_in_s) and 0 < audio_length_in_s <= max_length_in_s
     ):
         raise ValueError(
-            f"Duration must be between 0 and {max_length_in_s:.1f} seconds here, got {audio_length_in_s}; "
-            "or tick 'Automatic duration'."
+            f"Duration must be a number of seconds between 0 and {max_length_in_s:.1f} here, got "
+            f"{audio_length_in_s!r}; or tick 'Automatic duration'."
         )
     if not _is_whole_number(num_inference_steps, 1, MAX_INFERENCE_STEPS):
         raise ValueError(
-            f"Steps must be a whole number from 1 to {MAX_INFERENCE_STEPS}, got {num_inference_steps}."
+            f"Steps must be a whole number from 1 to {MAX_INFERENCE_STEPS}, got {num_inference_steps!r}."
         )
-    if not (math.isfinite(guidance_scale) and 0 <= guidance_scale <= MAX_GUIDANCE_SCALE):
-        raise ValueError(f"Guidance must be between 0 and {MAX_GUIDANCE_SCALE}, got {guidance_scale}.")
+    if not (_is_number(guidance_scale) and MIN_GUIDANCE_SCALE <= guidance_scale <= MAX_GUIDANCE_SCALE):
+        raise ValueError(
+            f"Guidance must be a number from {MIN_GUIDANCE_SCALE:g} (off) to {MAX_GUIDANCE_SCALE:g}, got "
+            f"{guidance_scale!r}."
+        )
+    if not isinstance(randomize_seed, bool):
+        raise ValueError(f"'Randomize seed' must be true or false, got {randomize_seed!r}.")
     if randomize_seed:
         seed = secrets.randbelow(MAX_SEED + 1)
     elif not _is_whole_number(seed, 0, MAX_SEED):
         raise ValueError(
-            f"Seed must be a whole number from 0 to {MAX_SEED}, got {seed}; or tick 'Randomize seed'."
+            f"Seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}; or tick 'Randomize seed'."
         )
     return GenerationRequest(
         task=task,

@@ -124,7 +124,7 @@ def test_describe_languages():
         ("Speech", "A calm man.", "  ", {}, "Speech needs a text"),
         ("Dialogue", "Two friends.", "", {}, "speaker tags"),
         ("Singing", "A calm man.", "Hello.", {}, "Unknown task"),
-        ("Speech", "A calm man.", "Hello.", {"audio_length_in_s": 2.5}, "Duration must be between 0 and 2.0"),
+        ("Speech", "A calm man.", "Hello.", {"audio_length_in_s": 2.5}, "between 0 and 2.0 here"),
         ("Speech", "A calm man.", "Hello.", {"audio_length_in_s": 0.0}, "Duration"),
         ("Speech", "A calm man.", "Hello.", {"audio_length_in_s": math.nan}, "Duration"),
         ("Speech", "A calm man.", "Hello.", {"num_inference_steps": 0}, "Steps"),
@@ -134,11 +134,80 @@ def test_describe_languages():
         ("Speech", "A calm man.", "Hello.", {"seed": -1}, "Seed"),
         ("Speech", "A calm man.", "Hello.", {"seed": math.nan}, "Seed"),
         ("Speech", "A calm man.", "Hello.", {"seed": None}, "Seed"),
+        # what any client may post in place of the widgets' values
+        (
+            "Speech",
+            "A calm man.",
+            "Hello.",
+            {"num_inference_steps": "4"},
+            "Steps must be a whole number .* got '4'",
+        ),
+        ("Speech", "A calm man.", "Hello.", {"num_inference_steps": None}, "Steps .* got None"),
+        ("Speech", "A calm man.", "Hello.", {"num_inference_steps": True}, "Steps .* got True"),
+        (
+            "Speech",
+            "A calm man.",
+            "Hello.",
+            {"guidance_scale": None},
+            "Guidance must be a number .* got None",
+        ),
+        ("Speech", "A calm man.", "Hello.", {"guidance_scale": "2"}, "Guidance .* got '2'"),
+        (
+            "Speech",
+            "A calm man.",
+            "Hello.",
+            {"guidance_scale": 0.0},
+            r"Guidance must be a number from 1 \(off\)",
+        ),
+        ("Speech", "A calm man.", "Hello.", {"guidance_scale": math.nan}, "Guidance"),
+        (
+            "Speech",
+            "A calm man.",
+            "Hello.",
+            {"audio_length_in_s": "1"},
+            "Duration must be a number .* got '1'",
+        ),
+        ("Speech", "A calm man.", "Hello.", {"audio_length_in_s": True}, "Duration .* got True"),
+        ("Speech", "A calm man.", "Hello.", {"seed": "7"}, "Seed .* got '7'"),
+        (
+            "Speech",
+            "A calm man.",
+            "Hello.",
+            {"randomize_seed": "yes"},
+            "'Randomize seed' must be true or false",
+        ),
+        ("Speech", 5, "Hello.", {}, "The instruction must be text, got int"),
+        ("Speech", "A calm man.", ["Hello."], {}, "The text must be text, got list"),
+        ("Speech", "x" * 2001, "Hello.", {}, "instruction is 2001 characters long; at most 2000"),
+        (None, "A calm man.", "Hello.", {}, "Unknown task None"),
+        (["Speech"], "A calm man.", "Hello.", {}, "Unknown task"),
     ],
 )
 def test_validate_request_refuses_with_a_readable_message(task, instruction, text, overrides, message):
     with pytest.raises(ValueError, match=message):
         request_for(task, instruction, text, **overrides)
+
+
+def test_requested_length_refuses_what_would_silently_become_automatic():
+    assert app_core.requested_length(True, None) is None
+    assert app_core.requested_length(True, "ignored") is None
+    assert app_core.requested_length(False, 1.5) == 1.5
+    with pytest.raises(ValueError, match="The duration is empty"):
+        app_core.requested_length(False, None)
+    with pytest.raises(ValueError, match="'Automatic duration' must be true or false, got 'no'"):
+        app_core.requested_length("no", 1.5)
+
+
+def test_language_label_stays_cheap_for_any_value(pipe):
+    import time
+
+    assert app_core.language_label("Hello 你好", pipe.processor) == "Mixed: English + Chinese"
+    assert app_core.language_label(None, pipe.processor) == describe_languages([])
+    assert app_core.language_label(12, pipe.processor) == describe_languages([])
+    start = time.perf_counter()
+    label = app_core.language_label("Hello 你好 " * 500_000, pipe.processor)  # 4.5 million characters
+    assert label == f"Too long: 4500000 characters (at most {pipe.processor.max_text_characters})"
+    assert time.perf_counter() - start < 0.5  # answered from the length (detection would take seconds)
 
 
 def test_validate_request_normalises_and_randomizes():
@@ -243,5 +312,6 @@ def test_build_demo_queues_one_generation_at_a_time(pipe):
     # Gradio keeps these on its private queue object; checked here because nothing else would notice
     # the limit going missing until two users share a machine.
     assert demo._queue.default_concurrency_limit == 1 and demo._queue.max_size == 3
+    assert demo.api_open is False  # queued events have no REST route around the queue
     config = str(demo.config)
     assert "random-weights-banner" in config and "clips up to 1.0 s" in config

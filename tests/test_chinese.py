@@ -231,6 +231,28 @@ G2P_CASES = [
     ("走了", "zou3 le5"),
     ("好吗", "hao3 ma5"),
     ("我们", "wo3 men5"),
+    # reduplicated kinship and address terms: the second syllable is neutral
+    ("我的妈妈", "wo3 de5 ma1 ma5"),
+    ("爸爸", "ba4 ba5"),
+    ("哥哥", "ge1 ge5"),
+    ("姐姐", "jie3 jie5"),
+    ("弟弟", "di4 di5"),
+    ("妹妹", "mei4 mei5"),
+    ("奶奶", "nai3 nai5"),
+    ("爷爷", "ye2 ye5"),
+    ("叔叔", "shu1 shu5"),
+    ("宝宝", "bao3 bao5"),
+    ("姑姑", "gu1 gu5"),
+    ("舅舅", "jiu4 jiu5"),
+    ("姥姥", "lao3 lao5"),
+    ("姨姨", "yi2 yi5"),  # jieba splits it into two words
+    ("爷爷奶奶", "ye2 ye5 nai3 nai5"),  # one jieba word, two pairs
+    ("我奶奶", "wo2 nai3 nai5"),  # the first syllable still counts as a third tone for 我
+    ("奶奶好", "nai3 nai5 hao3"),  # a neutral syllable does not make 奶 change
+    ("大哥哥", "da4 ge1 ge5"),
+    ("妈妈妈妈", "ma1 ma5 ma1 ma5"),  # pairs, not a run
+    ("看看", "kan4 kan4"),  # verb reduplication keeps its tones
+    ("天天", "tian1 tian1"),
     # zero initials, y/w spellings, ü
     ("爱", "ai4"),
     ("鹅", "e2"),
@@ -277,6 +299,7 @@ def test_overrides_replace_and_survive_sandhi(g2p: ChineseG2P) -> None:
     # An override is a real tone for its neighbours: 好 forced to hao4 leaves 你 third.
     assert _flat(g2p.pinyin("你好", {1: "hao4"})) == "ni3 hao4"
     assert g2p("银行", {1: "xing2"}) == [["y", "in2", "x", "ing2"]]
+    assert _flat(g2p.pinyin("妈妈", {1: "ma1"})) == "ma1 ma1"  # an override beats the neutral tone
 
 
 @pytest.mark.parametrize(

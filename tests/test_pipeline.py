@@ -1,6 +1,7 @@
 """InstructAudioPipeline: the checks of diffusers' PipelineTesterMixin that apply, on tiny components."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -289,31 +290,198 @@ def test_sway_sigmas():
     assert 1.0 - sway[1] < 1.0 / 8
 
 
+_TWO = {"instruction": ["A calm man speaks.", "A young woman sings."]}
+_EMBEDS = {"instruction": None, "instruction_attention_mask": torch.ones(1, 5, dtype=torch.bool)}
+
+
 @pytest.mark.parametrize(
-    "overrides, match",
+    "overrides, error, match",
     [
-        ({"instruction": ["a", "b"], "text": ["one text"]}, "2 instructions but 1 texts"),
-        ({"instruction": "   "}, "instruction 0 is empty"),
-        ({"num_inference_steps": 0}, "num_inference_steps"),
-        ({"audio_length_in_s": -1.0}, "audio_length_in_s"),
-        ({"audio_length_in_s": 1e6}, "audio_length_in_s"),
-        ({"audio_length_in_s": [0.1, 0.2]}, "audio_length_in_s"),
-        ({"generator": [torch.Generator(), torch.Generator()]}, "2 generators"),
-        ({"output_type": "wav"}, "output_type"),
-        ({"negative_instruction": ["x", "y"]}, "negative instructions"),
-        ({"callback_on_step_end_tensor_inputs": ["noise"]}, "callback_on_step_end_tensor_inputs"),
-        ({"text": "[S9] hello"}, "S9"),
+        # the prompts
+        ({"instruction": ["a", "b"], "text": ["one text"]}, ValueError, "2 instructions but 1 texts"),
+        ({"instruction": "   "}, ValueError, r"instruction\[0\] is empty"),
+        ({"instruction": []}, ValueError, "instruction is an empty list"),
+        ({"instruction": 123}, TypeError, "instruction must be a string or a list of strings"),
+        ({"instruction": [1, 2]}, TypeError, r"instruction\[0\] must be a string .*got int"),
+        ({"instruction": None}, ValueError, "Give either `instruction` or `instruction_embeds`"),
+        ({"text": 5}, TypeError, "text must be a string or a list of strings"),
+        ({**_TWO, "text": ["Hello.", None]}, TypeError, r"text\[1\] must be a string"),
+        ({"text": []}, ValueError, "text is an empty list"),
+        ({"negative_instruction": ["x", "y"]}, ValueError, "negative instructions"),
+        ({"negative_instruction": 5}, TypeError, "negative_instruction must be a string"),
+        # steps, guidance, sway
+        ({"num_inference_steps": 0}, ValueError, "num_inference_steps must be from 1 to 1000, got 0"),
+        ({"num_inference_steps": 10**6}, ValueError, "num_inference_steps must be from 1 to 1000"),
+        ({"num_inference_steps": 10**12}, ValueError, "num_inference_steps must be from 1 to 1000"),
+        ({"num_inference_steps": 2.5}, TypeError, "num_inference_steps must be an integer"),
+        ({"num_inference_steps": "4"}, TypeError, "num_inference_steps must be an integer"),
+        ({"num_inference_steps": None}, TypeError, "num_inference_steps must be an integer"),
+        ({"num_inference_steps": True}, TypeError, "num_inference_steps must be an integer"),
+        ({"guidance_scale": math.nan}, ValueError, "guidance_scale must be from 1"),
+        ({"guidance_scale": math.inf}, ValueError, "guidance_scale must be from 1"),
+        ({"guidance_scale": -1.0}, ValueError, "guidance_scale must be from 1"),
+        ({"guidance_scale": 0.0}, ValueError, "guidance_scale must be from 1"),
+        ({"guidance_scale": 0.5}, ValueError, "silently turn guidance off"),
+        ({"guidance_scale": 1e6}, ValueError, "guidance_scale must be from 1 .* to 100"),
+        ({"guidance_scale": "2"}, TypeError, "guidance_scale must be a number"),
+        ({"guidance_scale": None}, TypeError, "guidance_scale must be a number"),
+        ({"sway_sampling_coef": math.nan}, ValueError, "sway_sampling_coef must be from -1 to 1"),
+        ({"sway_sampling_coef": 2.0}, ValueError, "sway_sampling_coef must be from -1 to 1"),
+        ({"sway_sampling_coef": "-1"}, TypeError, "sway_sampling_coef must be a number"),
+        # lengths
+        ({"audio_length_in_s": -1.0}, ValueError, "audio_length_in_s must be from"),
+        ({"audio_length_in_s": 1e6}, ValueError, "audio_length_in_s must be from"),
+        (
+            {"audio_length_in_s": 1e-6},
+            ValueError,
+            r"audio_length_in_s must be from 0.004 s \(one latent frame\)",
+        ),
+        ({"audio_length_in_s": 0.001}, ValueError, "one latent frame"),
+        ({"audio_length_in_s": math.nan}, ValueError, "audio_length_in_s must be from"),
+        ({"audio_length_in_s": True}, TypeError, "audio_length_in_s must be a number of seconds, got bool"),
+        ({"audio_length_in_s": "1"}, TypeError, "audio_length_in_s must be a number of seconds"),
+        ({"audio_length_in_s": [0.1, 0.2]}, ValueError, "2 values of audio_length_in_s for 1 instructions"),
+        ({**_TWO, "audio_length_in_s": [0.1, None]}, TypeError, r"audio_length_in_s\[1\] must be a number"),
+        # outputs per prompt, generators, latents
+        ({"num_waveforms_per_prompt": 2.5}, TypeError, "num_waveforms_per_prompt must be an integer"),
+        ({"num_waveforms_per_prompt": 0}, ValueError, "num_waveforms_per_prompt must be >= 1"),
+        ({"num_waveforms_per_prompt": 10**9}, ValueError, "at most 1000 per call"),
+        ({"instruction": ["A calm man."] * 1001, "text": "Hi."}, ValueError, "1001 waveforms; at most 1000"),
+        ({"generator": 42}, TypeError, "generator must be a torch.Generator or a list"),
+        ({"generator": [42]}, TypeError, r"generator\[0\] must be a torch.Generator"),
+        ({"generator": [torch.Generator(), torch.Generator()]}, ValueError, "2 generators"),
+        ({"latents": [[0.0]]}, TypeError, "latents must be a torch.Tensor"),
+        ({"latents": torch.randn(1, 3, 25)}, ValueError, r"latents must have shape \(1, 4, frames\)"),
+        ({"latents": torch.full((1, 4, 25), math.nan)}, ValueError, "latents holds NaN"),
+        # precomputed instruction embeddings
+        ({**_EMBEDS, "instruction_embeds": torch.randn(1, 5, 7)}, ValueError, r"shape \(batch, tokens, 16\)"),
+        (
+            {**_EMBEDS, "instruction_embeds": torch.randn(5, 16)},
+            ValueError,
+            "instruction_embeds must have shape",
+        ),
+        (
+            {**_EMBEDS, "instruction_embeds": [[0.0] * 16]},
+            TypeError,
+            "instruction_embeds must be a torch.Tensor",
+        ),
+        (
+            {**_EMBEDS, "instruction_embeds": torch.randn(1, 5, 16), "instruction_attention_mask": None},
+            TypeError,
+            "instruction_attention_mask .* must accompany",
+        ),
+        (
+            {**_EMBEDS, "instruction_embeds": torch.randn(1, 4, 16)},
+            ValueError,
+            r"instruction_attention_mask must have shape \(1, 4\)",
+        ),
+        (
+            {
+                **_EMBEDS,
+                "instruction_embeds": torch.randn(1, 5, 16),
+                "instruction_attention_mask": torch.zeros(1, 5, dtype=torch.bool),
+            },
+            ValueError,
+            "keeps no token",
+        ),
+        ({"instruction_embeds": torch.randn(1, 5, 16)}, ValueError, "only one of `instruction`"),
+        # outputs and callbacks
+        ({"output_type": "wav"}, ValueError, "output_type"),
+        ({"callback_on_step_end": 5}, TypeError, "callback_on_step_end must be callable"),
+        ({"callback_on_step_end_tensor_inputs": ["noise"]}, ValueError, "callback_on_step_end_tensor_inputs"),
+        ({"callback_on_step_end_tensor_inputs": "latents"}, TypeError, "must be a list of names"),
     ],
 )
-def test_bad_input_raises_before_heavy_work(pipe, overrides, match):
+def test_bad_input_raises_before_heavy_work(pipe, overrides, error, match):
+    calls = []
+    hooks = [
+        module.register_forward_pre_hook(lambda *args: calls.append(1))
+        for module in (pipe.text_encoder, pipe.transformer, pipe.vae, pipe.vocoder)
+    ]
+    try:
+        with pytest.raises(error, match=match):
+            pipe(**{**get_dummy_inputs(), **overrides})
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls == []
+
+
+def test_the_processors_errors_come_before_the_transformer(pipe):
     calls = []
     hook = pipe.transformer.register_forward_pre_hook(lambda *args: calls.append(1))
     try:
-        with pytest.raises(ValueError, match=match):
-            pipe(**{**get_dummy_inputs(), **overrides})
+        with pytest.raises(ValueError, match=r"Unknown speaker tag '\[S9\]'"):
+            pipe(**{**get_dummy_inputs(), "text": "[S9] hello"})
     finally:
         hook.remove()
     assert calls == []
+
+
+def test_numbers_of_any_real_type_are_accepted(pipe):
+    plain = pipe(**{**get_dummy_inputs(), "output_type": "latent"}).audios
+    numpy_typed = pipe(
+        **{
+            **get_dummy_inputs(),
+            "output_type": "latent",
+            "audio_length_in_s": np.float32(0.1),
+            "num_inference_steps": np.int64(2),
+            "guidance_scale": np.float64(2.0),
+            "sway_sampling_coef": np.float32(-1.0),
+        }
+    ).audios
+    assert _max_diff(plain, numpy_typed) == 0
+    as_tuple = pipe(**{**get_dummy_inputs(), "output_type": "latent", "audio_length_in_s": (0.1,)}).audios
+    assert _max_diff(plain, as_tuple) == 0
+
+
+def test_the_shortest_length_is_one_latent_frame(pipe):
+    frame_s = 1.0 / pipe.vae.latent_frame_rate
+    audio = pipe(**{**get_dummy_inputs(), "audio_length_in_s": frame_s}).audios[0]
+    assert audio.shape == (pipe.samples_per_latent_frame,)
+
+
+def test_an_automatic_length_at_the_models_maximum_is_warned_about(pipe):
+    from diffusers.utils import logging as diffusers_logging
+    from diffusers.utils.testing_utils import CaptureLogger
+
+    logger = diffusers_logging.get_logger("instructaudio_diffusers.pipelines.pipeline_instructaudio")
+    inputs = {
+        **get_dummy_inputs(),
+        "audio_length_in_s": None,
+        "num_inference_steps": 1,
+        "output_type": "latent",
+    }
+    # Instrumental music defaults to 10 s; the tiny model places at most 512 frames (2.05 s).
+    with CaptureLogger(logger) as captured:
+        latents = pipe(**{**inputs, "text": ""}).audios[0]
+    assert latents.shape[-1] == pipe.transformer.config.max_audio_frames
+    assert (
+        "was capped at this model's maximum of 2.05 s" in captured.out and "audio_length_in_s" in captured.out
+    )
+    with CaptureLogger(logger) as captured:
+        pipe(**inputs)  # a predicted speech length well under the maximum
+    assert "capped" not in captured.out
+
+
+@pytest.mark.parametrize(
+    "returned, error, match",
+    [
+        (None, TypeError, "callback_on_step_end must return a dict .* got None at step 0"),
+        ({"latents": torch.zeros(1, 4, 3)}, ValueError, r"latents of shape \(1, 4, 3\) at step 0"),
+        ({"latents": "zeros"}, ValueError, "latents of shape str"),
+    ],
+)
+def test_a_callback_that_returns_the_wrong_thing_is_named(pipe, returned, error, match):
+    with pytest.raises(error, match=match):
+        pipe(**get_dummy_inputs(), callback_on_step_end=lambda *args: returned)
+
+
+def test_predict_audio_length_checks_its_prompts(pipe):
+    with pytest.raises(TypeError, match=r"instruction\[1\] must be a string"):
+        pipe.predict_audio_length_in_s(["A calm man.", 7], "Hello.")
+    with pytest.raises(ValueError, match=r"instruction\[0\] is empty"):
+        pipe.predict_audio_length_in_s(" ", "Hello.")
 
 
 def test_a_shifting_scheduler_is_rejected(components):

@@ -21,6 +21,7 @@ sys.path.insert(0, str(REPO / "training"))
 import instructaudio_objective  # noqa: E402
 import prepare_dataset  # noqa: E402
 import train_instructaudio  # noqa: E402
+from checkpoints import list_checkpoints  # noqa: E402
 from instructaudio_data import (  # noqa: E402
     InstructAudioCollator,
     InstructAudioTrainingDataset,
@@ -30,7 +31,7 @@ from instructaudio_data import (  # noqa: E402
 )
 from instructaudio_diffusers import InstructAudioPipeline  # noqa: E402
 from instructaudio_diffusers.testing_utils import TINY_MEL, get_dummy_components  # noqa: E402
-from utils import list_checkpoints, load_prepared_dataset  # noqa: E402
+from utils import load_prepared_dataset  # noqa: E402
 
 torch.set_num_threads(1)
 # (instruction, text, language, task) cycled over the clips; at 8 kHz / hop 16 / r = 2 one latent frame is 4 ms.

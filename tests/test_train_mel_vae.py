@@ -15,7 +15,7 @@ sys.path.insert(0, str(REPO / "training"))
 
 import prepare_dataset  # noqa: E402
 import train_mel_vae  # noqa: E402
-from utils import list_checkpoints, resolve_checkpoint  # noqa: E402
+from checkpoints import list_checkpoints, resolve_checkpoint  # noqa: E402
 
 SAMPLING_RATE = 22050
 # 22 latent frames of 512 samples: the crop length --segment_seconds 0.5 rounds to.

@@ -52,6 +52,9 @@ BAD_REASONS = {
     "bad_text.wav": "text_rejected",
     "podcast.wav": "unknown_task",
     "no_text.wav": "empty_text",
+    "numbers.wav": "not_a_string",
+    "escape.wav": "path_outside_audio_dir",
+    "absolute.wav": "path_outside_audio_dir",
 }
 
 
@@ -60,6 +63,10 @@ def corpus(tmp_path_factory) -> Path:
     """A folder of clips plus `metadata.jsonl` with 4 good rows (5 with flite) and one row per bad reason."""
     root = tmp_path_factory.mktemp("corpus")
     (root / "clips").mkdir()
+    # Readable audio outside the corpus: a metadata row must not be able to pull it in.
+    outside = tmp_path_factory.mktemp("outside")
+    for name in ("escape.wav", "absolute.wav"):
+        sf.write(outside / name, tone(1.0), SAMPLING_RATE)
     good = {
         "clips/a.wav": (tone(1.0, 220), row("clips/a.wav", speaker="spk1", emotion="calm")),
         "clips/b.flac": (
@@ -90,7 +97,7 @@ def corpus(tmp_path_factory) -> Path:
     sf.write(root / "clips/silent.wav", np.zeros(SAMPLING_RATE, np.float32), SAMPLING_RATE)
     sf.write(root / "clips/short.wav", tone(0.2), SAMPLING_RATE)
     sf.write(root / "clips/long.wav", tone(6.0, sampling_rate=8000), 8000)
-    for name in ("no_instruction.wav", "bad_text.wav", "podcast.wav", "no_text.wav"):
+    for name in ("no_instruction.wav", "bad_text.wav", "podcast.wav", "no_text.wav", "numbers.wav"):
         sf.write(root / "clips" / name, tone(1.0), SAMPLING_RATE)
     rows += [
         row("clips/missing.wav"),
@@ -102,6 +109,9 @@ def corpus(tmp_path_factory) -> Path:
         row("clips/bad_text.wav", text="[S9] unknown speaker"),
         row("clips/podcast.wav", task="podcast"),
         row("clips/no_text.wav", text=""),
+        row("clips/numbers.wav", instruction=123, text=456),
+        row(f"../{outside.name}/escape.wav"),
+        row(str(outside / "absolute.wav")),
     ]
     lines = [json.dumps(item, ensure_ascii=False) for item in rows]
     lines.insert(2, "{this line is not json")
@@ -164,9 +174,53 @@ def test_every_bad_row_is_reported_with_its_reason(prepared):
     assert len(malformed) == 1 and malformed[0]["line"] == 3
     rejected = next(item for item in bad if item["reason"] == "text_rejected")
     assert "S9" in rejected["problems"][0][1]
+    # Numbers are not read as their digits, and nothing else is blamed for what they left empty.
+    numbers = next(item for item in bad if item["reason"] == "not_a_string")
+    assert numbers["problems"] == [
+        ["not_a_string", "instruction is int 123, not a string"],
+        ["not_a_string", "text is int 456, not a string"],
+    ]
+    assert numbers["row"]["instruction"] == 123  # the row as given, for the user to fix
+    escape = next(item for item in bad if item.get("path", "").endswith("escape.wav"))
+    assert "not inside --audio_dir" in escape["problems"][0][1] and len(escape["problems"]) == 1
     summary = json.loads((output / "prepare_summary.json").read_text(encoding="utf-8"))
     assert summary["rows_rejected"] == len(BAD_REASONS) + 1
     assert summary["rows_kept"] + summary["rows_rejected"] == summary["rows_total"]
+
+
+@pytest.mark.parametrize(
+    "path, inside",
+    [
+        ("clips/a.wav", True),
+        ("./clips/../clips/a.wav", True),
+        ("a..b.wav", True),
+        ("../a.wav", False),
+        ("clips/../../a.wav", False),
+        ("/etc/passwd", False),
+        ("..", False),
+    ],
+)
+def test_paths_must_stay_inside_the_audio_dir(corpus, tmp_path, path, inside):
+    args = prepare_dataset.parse_args(
+        ["--audio_dir", str(corpus), "--metadata", "m.jsonl", "--output_dir", "o"]
+    )
+    problems = []
+    assert prepare_dataset.RowValidator(args, tmp_path)._check_path(path, problems) is inside
+    assert [problem.reason for problem in problems] == ([] if inside else ["path_outside_audio_dir"])
+    args.allow_paths_outside_audio_dir = True
+    assert prepare_dataset.RowValidator(args, tmp_path)._check_path(path, []) is True
+
+
+def test_paths_outside_the_audio_dir_are_kept_when_allowed(corpus, tmp_path):
+    outside = tmp_path / "elsewhere.wav"
+    sf.write(outside, tone(1.0), SAMPLING_RATE)
+    metadata = tmp_path / "metadata.jsonl"
+    metadata.write_text(json.dumps(row(str(outside))) + "\n", encoding="utf-8")
+    args = ["--audio_dir", str(corpus), "--metadata", str(metadata), "--output_dir", str(tmp_path / "out")]
+    assert prepare_dataset.main(prepare_dataset.parse_args(args)) == 1  # refused: no usable rows
+    args = [*args, "--overwrite", "--allow_paths_outside_audio_dir"]
+    assert prepare_dataset.main(prepare_dataset.parse_args(args)) == 0
+    assert load_prepared_dataset(tmp_path / "out")["audio_path_absolute"] == [str(outside)]
 
 
 def test_dataset_survives_moving(corpus, prepared, tmp_path):

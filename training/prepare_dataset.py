@@ -9,12 +9,20 @@ Input: a folder of audio files and a metadata file (JSONL, or CSV with a header)
     task         speech | dialogue | music
     ...          any other column (speaker, emotion, genre, ...) is kept as is
 
-Every row is checked (file present and decodable, not silent, duration within bounds, instruction
-present, text accepted by `InstructAudioProcessor`, known task and language). Good rows become the
-dataset; bad rows are never dropped silently: each goes to `bad_rows.jsonl` with its reason codes
-(malformed_row, missing_path, missing_file, undecodable_audio, silent, too_short, too_long,
+Every row is checked (every core field a string, the path inside --audio_dir, file present and
+decodable, not silent, duration within bounds, instruction present, text accepted by
+`InstructAudioProcessor`, known task and language). Good rows become the dataset; bad rows are never
+dropped silently: each goes to `bad_rows.jsonl` with its reason codes (malformed_row, not_a_string,
+missing_path, path_outside_audio_dir, missing_file, undecodable_audio, silent, too_short, too_long,
 empty_instruction, empty_text, text_rejected, text_error, unknown_task, unknown_language), and a
-summary is printed and saved as `prepare_summary.json`. The output folder is written to a sibling
+summary is printed and saved as `prepare_summary.json`.
+
+A JSON value that is not a string (`"text": 456`) is refused rather than read as its digits: it is a
+sign of a misaligned or machine-written column, and the digits would be trained on as words. A missing
+field and `null` both mean empty. Paths are relative to --audio_dir, and one that leaves it (absolute,
+or climbing out with `..`) is refused, so a metadata file cannot make the dataset read, and a model
+train on, any file the user can read; `--allow_paths_outside_audio_dir` accepts them when the metadata is
+trusted. The output folder is written to a sibling
 temporary folder and swapped in at the end, so an interrupted run never leaves half a dataset.
 
 Audio stays in files: the dataset stores paths (relative to the dataset folder, absolute, and as given
@@ -88,6 +96,12 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--metadata_format", choices=["auto", "jsonl", "csv"], default="auto")
     parser.add_argument("--output_dir", type=str, required=True, help="Dataset folder (save_to_disk).")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing --output_dir.")
+    parser.add_argument(
+        "--allow_paths_outside_audio_dir",
+        action="store_true",
+        help="Accept metadata paths that are absolute or climb out of --audio_dir with '..' (refused by "
+        "default: trust the metadata before passing this).",
+    )
     parser.add_argument("--min_duration", type=float, default=0.5, help="Shortest clip kept, seconds.")
     parser.add_argument("--max_duration", type=float, default=30.0, help="Longest clip kept, seconds.")
     parser.add_argument(
@@ -209,6 +223,7 @@ class RowValidator:
 
     def __init__(self, args: argparse.Namespace, output_dir: Path):
         self.audio_dir = os.path.abspath(args.audio_dir)
+        self.allow_paths_outside_audio_dir = args.allow_paths_outside_audio_dir
         self.output_dir = output_dir
         self.min_duration = args.min_duration
         self.max_duration = args.max_duration
@@ -240,8 +255,10 @@ class RowValidator:
             }
         problems: list[BadRow] = []
         fields = self._check_fields(row, problems)
-        audio_info = self._check_audio(fields["path"], problems) if fields["path"] else None
-        if fields["text"] or fields["task"] in ("speech", "dialogue"):
+        inside = bool(fields["path"]) and self._check_path(fields["path"], problems)
+        audio_info = self._check_audio(fields["path"], problems) if inside else None
+        typed = not any(problem.reason == "not_a_string" for problem in problems)
+        if typed and (fields["text"] or fields["task"] in ("speech", "dialogue")):
             self._check_text(fields["text"], fields["task"], problems)
         if problems:
             return {
@@ -271,9 +288,18 @@ class RowValidator:
     def _check_fields(row: dict[str, Any], problems: list[BadRow]) -> dict[str, str]:
         def text_of(key: str) -> str:
             value = row.get(key)
-            return "" if value is None else str(value).strip()
+            if value is None:
+                return ""
+            if not isinstance(value, str):
+                problems.append(
+                    BadRow("not_a_string", f"{key} is {type(value).__name__} {value!r}, not a string")
+                )
+                return ""
+            return value.strip()
 
         fields = {key: text_of(key) for key in CORE_COLUMNS}
+        if any(problem.reason == "not_a_string" for problem in problems):
+            return fields  # what is empty now was not given empty: no second, misleading reason
         if not fields["path"]:
             problems.append(BadRow("missing_path", "no 'path' given"))
         if not fields["instruction"]:
@@ -286,6 +312,23 @@ class RowValidator:
                 BadRow("unknown_language", f"language {fields['language']!r} is not one of {LANGUAGES}")
             )
         return fields
+
+    def _check_path(self, path: str, problems: list[BadRow]) -> bool:
+        """Whether `path` stays inside --audio_dir (judged on its spelling: symlinks in the folder are its
+        owner's choice, not the metadata's)."""
+        if self.allow_paths_outside_audio_dir:
+            return True
+        normalized = os.path.normpath(path)
+        if os.path.isabs(path) or os.path.splitdrive(path)[0] or normalized.split(os.sep)[0] == os.pardir:
+            problems.append(
+                BadRow(
+                    "path_outside_audio_dir",
+                    f"{path!r} is not inside --audio_dir {self.audio_dir}; give paths relative to it (or pass "
+                    "--allow_paths_outside_audio_dir for metadata you trust)",
+                )
+            )
+            return False
+        return True
 
     def _check_audio(self, relative_path: str, problems: list[BadRow]) -> dict[str, Any] | None:
         from instructaudio_diffusers.audio import load_audio

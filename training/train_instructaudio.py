@@ -23,7 +23,8 @@ and device (`batching.FrameBudgetBatchSampler`); without it, `--train_batch_size
 
 Checkpoints (`--checkpointing_steps`) are `checkpoint-<step>/` folders written atomically, holding the
 transformer (and `transformer_ema/`) as `save_pretrained` folders plus optimizer, scheduler, RNG and loop
-state; `--resume_from_checkpoint latest` continues with the same data order, noise and weights as an
+state (`training_state.json`); a checkpoint is read without running code (see `checkpoints.py`), and
+`--resume_from_checkpoint latest` continues with the same data order, noise and weights as an
 uninterrupted run (same world size). The final pipeline (EMA weights with `--use_ema`), its validation
 samples and a model card are written to `--output_dir`.
 
@@ -49,6 +50,13 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from batching import FixedSizeBatchSampler, FrameBudgetBatchSampler  # noqa: E402
+from checkpoints import (  # noqa: E402
+    CheckpointError,
+    CheckpointState,
+    find_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from instructaudio_args import parse_args  # noqa: E402  (re-exported: `train_instructaudio.parse_args`)
 from instructaudio_data import (  # noqa: E402
     InstructAudioCollator,
@@ -68,8 +76,6 @@ from utils import (  # noqa: E402
     keyed_generator,
     load_prepared_dataset,
     lr_scheduler_from_args,
-    resolve_checkpoint,
-    save_checkpoint,
     tracker_config,
     write_json,
 )
@@ -139,10 +145,8 @@ def load_components(args: argparse.Namespace) -> dict[str, Any]:
     return components
 
 
-def register_checkpoint_hooks(accelerator, ema) -> None:
-    """Save/load the transformer (and its EMA) in checkpoints as `save_pretrained` folders."""
-    from diffusers.training_utils import EMAModel
-
+def register_checkpoint_hooks(accelerator) -> None:
+    """Save/load the transformer in checkpoints as a `save_pretrained` folder (its EMA: `CheckpointState`)."""
     from instructaudio_diffusers import InstructAudioTransformerModel
 
     def save_model_hook(models, weights, output_dir):
@@ -150,20 +154,14 @@ def register_checkpoint_hooks(accelerator, ema) -> None:
             for model in models:
                 accelerator.unwrap_model(model).save_pretrained(os.path.join(output_dir, "transformer"))
                 weights.pop()  # written above; accelerate must not save it a second time
-            if ema is not None:
-                ema.save_pretrained(os.path.join(output_dir, "transformer_ema"))
 
     def load_model_hook(models, input_dir):
         while models:
             model = accelerator.unwrap_model(models.pop())
-            loaded = InstructAudioTransformerModel.from_pretrained(input_dir, subfolder="transformer")
-            model.load_state_dict(loaded.state_dict())
-        if ema is not None:
-            loaded = EMAModel.from_pretrained(
-                os.path.join(input_dir, "transformer_ema"), InstructAudioTransformerModel
+            loaded = InstructAudioTransformerModel.from_pretrained(
+                input_dir, subfolder="transformer", use_safetensors=True
             )
-            ema.load_state_dict(loaded.state_dict())
-            ema.to(accelerator.device)
+            model.load_state_dict(loaded.state_dict())
 
     accelerator.register_save_state_pre_hook(save_model_hook)
     accelerator.register_load_state_pre_hook(load_model_hook)
@@ -396,6 +394,8 @@ def main(args: argparse.Namespace) -> TrainingSummary:
 
     accelerator = create_accelerator(args)
     check_launch(accelerator)
+    # Before anything is loaded or written: a checkpoint that cannot be resumed is refused in seconds.
+    checkpoint = find_checkpoint(args.output_dir, args.resume_from_checkpoint)
     set_seed(args.seed)  # the same new transformer on every process
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
@@ -423,13 +423,16 @@ def main(args: argparse.Namespace) -> TrainingSummary:
     model, optimizer, loader, lr_scheduler, ema, max_train_steps = prepare_optimization(
         args, accelerator, transformer, loader, sampler
     )
-    register_checkpoint_hooks(accelerator, ema)
+    register_checkpoint_hooks(accelerator)
     progress = TrainingProgress()
-    accelerator.register_for_checkpointing(progress)
-    checkpoint = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    checkpoint_state = CheckpointState(
+        progress,
+        ema,
+        ema_folder="transformer_ema",
+        ema_parameter_names=[name for name, _ in accelerator.unwrap_model(model).named_parameters()],
+    )
     if checkpoint is not None:
-        accelerator.print(f"Resuming from {checkpoint}")
-        accelerator.load_state(str(checkpoint))
+        load_checkpoint(accelerator, checkpoint, checkpoint_state)
     sampler.set_epoch(progress.epoch)
     epoch, skip_batches = progress.resume_position(len(loader))
     global_step = progress.global_step
@@ -493,7 +496,9 @@ def main(args: argparse.Namespace) -> TrainingSummary:
             progress_bar.set_postfix(loss=f"{logs['train/loss']:.4f}", lr=f"{logs['train/lr']:.2e}")
 
             if global_step % args.checkpointing_steps == 0:
-                save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
+                save_checkpoint(
+                    accelerator, args.output_dir, global_step, args.checkpoints_total_limit, checkpoint_state
+                )
             validation_due = args.validation_steps and global_step % args.validation_steps == 0
             if validation_due and args.validation_instructions and accelerator.is_main_process:
                 folder = Path(args.output_dir, "validation", f"step-{global_step}")
@@ -521,4 +526,7 @@ def main(args: argparse.Namespace) -> TrainingSummary:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    try:
+        main(parse_args())
+    except CheckpointError as err:  # the message names the file and what to do: no traceback needed
+        sys.exit(f"train_instructaudio.py: error: {err}")

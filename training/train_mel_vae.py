@@ -48,6 +48,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checkpoints import (  # noqa: E402
+    CheckpointError,
+    CheckpointState,
+    find_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from mel_vae_data import MelVAECropDataset, collate, load_clip  # noqa: E402
 from mel_vae_losses import (  # noqa: E402
     MelPatchDiscriminator,
@@ -71,8 +78,6 @@ from utils import (  # noqa: E402
     log_image,
     lr_scheduler_from_args,
     plot_mel,
-    resolve_checkpoint,
-    save_checkpoint,
     tracker_config,
     training_length,
     write_json,
@@ -281,6 +286,7 @@ class MelVAERun:
     discriminator: nn.Module | None = None
     discriminator_optimizer: Any = None
     ema: Any = None
+    checkpoint_state: CheckpointState | None = None
 
 
 def build_dataloader(
@@ -318,6 +324,8 @@ def setup_run(args: argparse.Namespace) -> MelVAERun:
         args.use_ema or args.adversarial_start_step is not None
     ):
         raise ValueError("--use_ema and the adversarial term need replicated weights: use DDP, not FSDP.")
+    # Before anything is loaded or written: a checkpoint that cannot be resumed is refused in seconds.
+    checkpoint = find_checkpoint(args.output_dir, args.resume_from_checkpoint)
     set_seed(args.seed)
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
@@ -371,14 +379,15 @@ def setup_run(args: argparse.Namespace) -> MelVAERun:
             model_config=vae.config,
         )
         run.ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(run.ema)
-    # Registered last and always, so checkpoints of runs with the same flags line up object by object.
-    accelerator.register_for_checkpointing(run.progress)
-
-    checkpoint = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    # The loop position and the EMA go in as JSON and safetensors (see checkpoints.py), never as pickles.
+    run.checkpoint_state = CheckpointState(
+        run.progress,
+        run.ema,
+        ema_folder="vae_ema",
+        ema_parameter_names=[name for name, _ in accelerator.unwrap_model(model).vae.named_parameters()],
+    )
     if checkpoint is not None:
-        accelerator.print(f"Resuming from {checkpoint}")
-        accelerator.load_state(str(checkpoint))
+        load_checkpoint(accelerator, checkpoint, run.checkpoint_state)
     return run
 
 
@@ -499,7 +508,9 @@ def main(args: argparse.Namespace) -> TrainingSummary:
             progress_bar.update(1)
             progress_bar.set_postfix(loss=f"{logs['train/loss']:.4f}", lr=f"{logs['train/lr']:.2e}")
             if step % args.checkpointing_steps == 0:
-                save_checkpoint(accelerator, args.output_dir, step, args.checkpoints_total_limit)
+                save_checkpoint(
+                    accelerator, args.output_dir, step, args.checkpoints_total_limit, run.checkpoint_state
+                )
             if args.validation_steps and step % args.validation_steps == 0 and validation_clips:
                 l1 = run_validation(
                     accelerator,
@@ -549,4 +560,7 @@ def save_final_model(accelerator, model, ema, rows: list[dict[str, Any]], args: 
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    try:
+        main(parse_args())
+    except CheckpointError as err:  # the message names the file and what to do: no traceback needed
+        sys.exit(f"train_mel_vae.py: error: {err}")

@@ -1,8 +1,8 @@
 """Helpers shared by the training scripts (Mel-VAE now, the MM-DiT next).
 
 Nothing in the package imports this file; the scripts put their own folder on `sys.path` and import
-it as `utils`. Everything here is about running training well (arguments, checkpoints, resumable data
-order, logging); models and losses live with the script that trains them.
+it as `utils`. Everything here is about running training well (arguments, resumable data order,
+logging; checkpoints are in `checkpoints.py`); models and losses live with the script that trains them.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import json
 import logging
 import math
 import os
-import re
-import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -27,10 +25,6 @@ from torch.utils.data import Sampler
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_PREFIX = "checkpoint-"
-_CHECKPOINT_PATTERN = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
-# Suffix of checkpoint folders still being written; never matched by `_CHECKPOINT_PATTERN`.
-_PARTIAL_SUFFIX = ".partial"
 _LR_SCHEDULERS = (
     "constant",
     "constant_with_warmup",
@@ -300,7 +294,7 @@ def keyed_generator(*keys: int) -> torch.Generator:
 
 @dataclass
 class TrainingProgress:
-    """Where the loop stands; registered with `accelerator.register_for_checkpointing` for exact resume.
+    """Where the loop stands; saved in every checkpoint (`checkpoints.CheckpointState`) for exact resume.
 
     `batches_in_epoch` counts micro-batches of `epoch` already consumed by this process.
     """
@@ -379,93 +373,6 @@ def resolve_audio_path(
         f"audio for row {row.get('source_path') or row['audio_path']!r} not found; tried {candidates}. "
         "Pass --audio_root with the folder that now holds the audio."
     )
-
-
-# ---------------------------------------------------------------------------------------------- checkpoints
-def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints in `output_dir` as `(step, path)`, oldest first."""
-    output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        return []
-    found = []
-    for entry in output_dir.iterdir():
-        match = _CHECKPOINT_PATTERN.match(entry.name)
-        if match and entry.is_dir():
-            found.append((int(match.group(1)), entry))
-    return sorted(found)
-
-
-def resolve_checkpoint(output_dir: str | os.PathLike, resume_from_checkpoint: str | None) -> Path | None:
-    """The checkpoint folder to resume from, or `None` for a fresh start.
-
-    'latest' with no checkpoint yet is a fresh start (so one command both starts and resumes a run);
-    an explicit path that does not exist is an error.
-    """
-    if not resume_from_checkpoint:
-        return None
-    if resume_from_checkpoint == "latest":
-        checkpoints = list_checkpoints(output_dir)
-        return checkpoints[-1][1] if checkpoints else None
-    path = Path(resume_from_checkpoint)
-    if not path.is_dir():
-        path = Path(output_dir) / resume_from_checkpoint
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"--resume_from_checkpoint {resume_from_checkpoint!r}: no such checkpoint folder."
-        )
-    return path
-
-
-def prune_checkpoints(output_dir: str | os.PathLike, total_limit: int | None) -> list[Path]:
-    """Delete the oldest checkpoints beyond `total_limit`; returns the deleted folders."""
-    if total_limit is None:
-        return []
-    checkpoints = list_checkpoints(output_dir)
-    doomed = [path for _, path in checkpoints[: max(len(checkpoints) - total_limit, 0)]]
-    for path in doomed:
-        logger.info("Removing old checkpoint %s (checkpoints_total_limit=%d)", path, total_limit)
-        shutil.rmtree(path)
-    return doomed
-
-
-def save_checkpoint(
-    accelerator, output_dir: str | os.PathLike, step: int, total_limit: int | None = None
-) -> Path:
-    """`accelerator.save_state` into `output_dir/checkpoint-<step>`, atomically, then prune.
-
-    The state is written to `checkpoint-<step>.partial` and renamed only once every process is done,
-    so a crash mid-save leaves the previous checkpoint as the latest one and the partial folder is
-    ignored (and cleared by the next save). Pruning happens after the rename, never before, so a
-    failed save cannot cost an older checkpoint. Every process must call this.
-    """
-    output_dir = Path(output_dir)
-    final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
-    partial = output_dir / f"{CHECKPOINT_PREFIX}{step}{_PARTIAL_SUFFIX}"
-    # With save_on_each_node every node writes its own copy, so each node's first process renames it.
-    owner = (
-        accelerator.is_local_main_process
-        if accelerator.project_configuration.save_on_each_node
-        else accelerator.is_main_process
-    )
-    if owner and partial.exists():
-        shutil.rmtree(partial)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
-    if owner:
-        if final.exists():  # re-saving a step (e.g. a resumed run): swap, then drop the old copy
-            stale = output_dir / f"{final.name}.old"
-            if stale.exists():
-                shutil.rmtree(stale)
-            os.replace(final, stale)
-            os.replace(partial, final)
-            shutil.rmtree(stale)
-        else:
-            os.replace(partial, final)
-        prune_checkpoints(output_dir, total_limit)
-        logger.info("Saved state to %s", final)
-    accelerator.wait_for_everyone()
-    return final
 
 
 # ---------------------------------------------------------------------------------------------- audio I/O

@@ -18,6 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..models import AutoencoderKLMel, InstructAudioTransformerModel
 from ..models.transformer_instructaudio import InstructAudioTextCondition
 from ..processing import InstructAudioProcessor
+from . import input_checks
 from .external_components import load_external, mark_external
 from .model_card import write_model_card
 
@@ -236,54 +237,47 @@ class InstructAudioPipeline(DiffusionPipeline):
         instruction_embeds: torch.Tensor | None,
         instruction_attention_mask: torch.Tensor | None,
         callback_on_step_end_tensor_inputs: list[str],
+        guidance_scale: float = 2.0,
+        num_waveforms_per_prompt: int = 1,
+        sway_sampling_coef: float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        callback_on_step_end: Callable | None = None,
     ) -> None:
-        if instructions is None and instruction_embeds is None:
-            raise ValueError("Give either `instruction` or `instruction_embeds`.")
-        if instructions is not None and instruction_embeds is not None:
-            raise ValueError("Give only one of `instruction` and `instruction_embeds`.")
-        if instructions is not None:
-            for i, instruction in enumerate(instructions):
-                if not isinstance(instruction, str) or not instruction.strip():
-                    raise ValueError(
-                        f"instruction {i} is empty: describe the voice or the music to generate."
-                    )
-        batch_size = len(instructions) if instructions is not None else instruction_embeds.shape[0]
-        if len(texts) != batch_size:
-            raise ValueError(
-                f"Got {batch_size} instructions but {len(texts)} texts; give one text per instruction."
-            )
-        if instruction_embeds is not None and (
-            instruction_attention_mask is None
-            or instruction_attention_mask.shape != instruction_embeds.shape[:2]
-        ):
-            raise ValueError(
-                "`instruction_attention_mask` of shape (batch, tokens) must accompany `instruction_embeds`."
-            )
-        if isinstance(negative_instruction, list) and len(negative_instruction) != batch_size:
-            raise ValueError(
-                f"Got {len(negative_instruction)} negative instructions for {batch_size} instructions."
-            )
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}.")
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
-        if audio_length_in_s is not None:
-            lengths = audio_length_in_s if isinstance(audio_length_in_s, list) else [audio_length_in_s]
-            if isinstance(audio_length_in_s, list) and len(lengths) != batch_size:
-                raise ValueError(
-                    f"Got {len(lengths)} values of audio_length_in_s for {batch_size} instructions."
-                )
-            limit = self.max_audio_length_in_s
-            for length in lengths:
-                if not isinstance(length, (int, float)) or not 0 < length <= limit:
-                    raise ValueError(
-                        f"audio_length_in_s must be in (0, {limit:.1f}] seconds for this model, got {length!r}."
-                    )
-        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
-        if unknown:
-            raise ValueError(
-                f"callback_on_step_end_tensor_inputs may only name {self._callback_tensor_inputs}, got {unknown}."
-            )
+        """Refuse arguments `__call__` cannot honour, before any model runs.
+
+        `instructions` and `texts` are lists, as `input_checks.prompt_lists` makes them.
+
+        Raises:
+            TypeError: an argument of the wrong type, named.
+            ValueError: a value out of range or inconsistent with another argument, named, with the range.
+        """
+        limits = input_checks.CallLimits(
+            instruction_dim=self.transformer.config.instruction_dim,
+            latent_channels=self.transformer.config.in_channels,
+            min_audio_length_in_s=1.0 / self.vae.latent_frame_rate,
+            max_audio_length_in_s=self.max_audio_length_in_s,
+            output_types=OUTPUT_TYPES,
+            callback_tensor_inputs=tuple(self._callback_tensor_inputs),
+        )
+        input_checks.check_call(
+            limits,
+            instructions=instructions,
+            texts=texts,
+            audio_length_in_s=audio_length_in_s,
+            num_inference_steps=num_inference_steps,
+            output_type=output_type,
+            negative_instruction=negative_instruction,
+            instruction_embeds=instruction_embeds,
+            instruction_attention_mask=instruction_attention_mask,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            guidance_scale=guidance_scale,
+            num_waveforms_per_prompt=num_waveforms_per_prompt,
+            sway_sampling_coef=sway_sampling_coef,
+            generator=generator,
+            latents=latents,
+            callback_on_step_end=callback_on_step_end,
+        )
 
     def encode_instruction(
         self,
@@ -370,8 +364,10 @@ class InstructAudioPipeline(DiffusionPipeline):
     def predict_audio_length_in_s(self, instruction: str | list[str], text: str | list[str]) -> list[float]:
         """The length, in seconds, `__call__` picks when no `audio_length_in_s` is given: the duration
         predictor's, or the instrumental default for empty text. Lets a caller cap or show it beforehand."""
-        instructions = [instruction] if isinstance(instruction, str) else list(instruction)
-        texts = [text] * len(instructions) if isinstance(text, str) else list(text)
+        instructions, texts = input_checks.prompt_lists(instruction, text)
+        if instructions is None:
+            raise ValueError("Give the instruction whose length to predict.")
+        input_checks.check_prompts(instructions, texts)
         if len(texts) != len(instructions):
             raise ValueError(f"Got {len(instructions)} instructions but {len(texts)} texts.")
         device = self._execution_device
@@ -465,16 +461,17 @@ class InstructAudioPipeline(DiffusionPipeline):
                 in a sad tone", "Upbeat electronic dance track, bright synth lead").
             text (`str` or `list[str]`): Words to speak, lyrics to sing (`[verse]`, `[chorus]` tags), or a
                 dialogue with `[S0]`/`[S1]` speaker tags. Empty text generates instrumental music.
-            audio_length_in_s (`float` or `list[float]`, *optional*): Length of each output; when absent,
-                the duration predictor decides (instrumental music: 10 s).
-            num_inference_steps (`int`, defaults to 32): Euler steps.
-            guidance_scale (`float`, defaults to 2.0): Classifier-free guidance; 1 disables it.
+            audio_length_in_s (`float` or `list[float]`, *optional*): Length of each output in seconds, from
+                one latent frame to `max_audio_length_in_s`; when absent, the duration predictor decides
+                (instrumental music: 10 s), capped at `max_audio_length_in_s` with a logged warning.
+            num_inference_steps (`int`, defaults to 32): Euler steps, 1 to 1000.
+            guidance_scale (`float`, defaults to 2.0): Classifier-free guidance, from 1 (off) to 100.
             negative_instruction (`str` or `list[str]`, *optional*): Instruction to steer away from; by
                 default the unconditional branch has its instruction and its text dropped (masked out), as
                 in training's condition dropout.
-            num_waveforms_per_prompt (`int`, defaults to 1): Outputs per instruction.
-            sway_sampling_coef (`float`, *optional*, defaults to -1.0): Sway sampling of the noise levels;
-                `None` gives uniform steps.
+            num_waveforms_per_prompt (`int`, defaults to 1): Outputs per instruction (at most 1000 per call).
+            sway_sampling_coef (`float`, *optional*, defaults to -1.0): Sway sampling of the noise levels,
+                from -1 to 1; `None` (or 0) gives uniform steps.
             generator (`torch.Generator` or a list, one per output): Source of the initial noise.
             latents (`torch.Tensor`, *optional*): Initial noise `(B, C, T)` in normalised latent space.
             instruction_embeds, instruction_attention_mask (`torch.Tensor`, *optional*): Precomputed output
@@ -483,22 +480,18 @@ class InstructAudioPipeline(DiffusionPipeline):
                 `"latent"` normalised latents.
             return_dict (`bool`, defaults to `True`): Return an `AudioPipelineOutput` rather than a tuple.
             callback_on_step_end (`Callable`, *optional*): Called as `(pipe, step, timestep, tensors)` after
-                each step; may return `{"latents": ...}` to replace them.
+                each step; returns a dict, empty or `{"latents": ...}` (same shape) to replace them.
             callback_on_step_end_tensor_inputs (`list[str]`): Tensors passed to the callback.
+
+        Raises:
+            TypeError, ValueError: naming the argument, before any model runs (see `check_inputs`).
 
         Returns:
             [`~diffusers.AudioPipelineOutput`] whose `audios` is a list with one entry per output, each at its
             own length: 1-D waveforms at `pipe.sampling_rate`, `(n_mels, frames)` mels or `(C, T)` latents.
         """
         # 1. Check inputs
-        instructions = [instruction] if isinstance(instruction, str) else instruction
-        batch_size = (
-            len(instructions)
-            if instructions is not None
-            else (instruction_embeds.shape[0] if instruction_embeds is not None else 0)
-        )
-        text = "" if text is None else text
-        texts = [text] * batch_size if isinstance(text, str) else list(text)
+        instructions, texts = input_checks.prompt_lists(instruction, text, instruction_embeds)
         self.check_inputs(
             instructions,
             texts,
@@ -509,10 +502,20 @@ class InstructAudioPipeline(DiffusionPipeline):
             instruction_embeds,
             instruction_attention_mask,
             callback_on_step_end_tensor_inputs,
+            guidance_scale=guidance_scale,
+            num_waveforms_per_prompt=num_waveforms_per_prompt,
+            sway_sampling_coef=sway_sampling_coef,
+            generator=generator,
+            latents=latents,
+            callback_on_step_end=callback_on_step_end,
         )
-        if num_waveforms_per_prompt < 1:
-            raise ValueError(f"num_waveforms_per_prompt must be >= 1, got {num_waveforms_per_prompt}.")
-        self._guidance_scale = guidance_scale
+        num_inference_steps = int(num_inference_steps)
+        num_waveforms_per_prompt = int(num_waveforms_per_prompt)
+        if isinstance(audio_length_in_s, (list, tuple)):  # plain floats: numpy scalars and tuples act alike
+            audio_length_in_s = [float(seconds) for seconds in audio_length_in_s]
+        elif audio_length_in_s is not None:
+            audio_length_in_s = float(audio_length_in_s)
+        self._guidance_scale = float(guidance_scale)
         self._interrupt = False
         device = self._execution_device
 
@@ -539,6 +542,8 @@ class InstructAudioPipeline(DiffusionPipeline):
         latent_frames = self.prepare_latent_frames(
             audio_length_in_s, texts, latents, text_condition, num_waveforms_per_prompt
         )
+        if audio_length_in_s is None and latents is None:
+            self._warn_if_length_capped(latent_frames)
         phoneme_durations = None
         if self.transformer.phoneme_alignment == "durations":
             phoneme_durations = self.prepare_phoneme_durations(text_condition, phoneme_mask, latent_frames)
@@ -575,7 +580,8 @@ class InstructAudioPipeline(DiffusionPipeline):
                 if callback_on_step_end is not None:
                     available = {"latents": latents}
                     tensors = {name: available[name] for name in callback_on_step_end_tensor_inputs}
-                    latents = callback_on_step_end(self, i, t, tensors).pop("latents", latents)
+                    outputs = callback_on_step_end(self, i, t, tensors)
+                    latents = input_checks.latents_from_callback(outputs, latents, i)
                 progress_bar.update()
 
         # 9. Decode
@@ -590,6 +596,16 @@ class InstructAudioPipeline(DiffusionPipeline):
         if not return_dict:
             return (audios,)
         return InstructAudioPipelineOutput(audios=audios, phoneme_durations_in_s=durations_in_s)
+
+    def _warn_if_length_capped(self, latent_frames: torch.Tensor) -> None:
+        capped = (latent_frames >= self.transformer.config.max_audio_frames).nonzero().flatten().tolist()
+        if capped:
+            logger.warning(
+                "The automatic length of output(s) %s was capped at this model's maximum of %.2f s, so the text "
+                "may not fit: pass audio_length_in_s, or split the text into shorter calls.",
+                capped,
+                self.max_audio_length_in_s,
+            )
 
     def _unconditional_text_condition(
         self,

@@ -1,6 +1,6 @@
 """Mandarin G2P: Han characters -> surface-tone pinyin, spelled as initial + toned final tokens.
 
-DESIGN §4/§6. Words come from jieba (dictionary words only) so that pypinyin's phrase dictionary resolves
+Words come from jieba (dictionary words only) so that pypinyin's phrase dictionary resolves
 polyphones in context (行走 xing2, 银行 hang2); tones are then rewritten to what a speaker says, by rules
 written here rather than pypinyin's `tone_sandhi`:
 
@@ -19,6 +19,11 @@ written here rather than pypinyin's `tone_sandhi`:
   (so overrides stay aligned), and espeak-ng's pinyin voice reads er5. It is transparent to third-tone
   sandhi (哪儿有 na2 er5 you3). 儿 as a morpheme keeps er2: word-initially (儿子, 儿童) and after
   女/婴/幼/孤/... (女儿, 婴儿, 幼儿园).
+- Reduplicated kinship and address terms read their second syllable in the neutral tone: 妈妈 ma1 ma5,
+  爸爸 ba4 ba5, 姐姐 jie3 jie5, 爷爷奶奶 ye2 ye5 nai3 nai5, 宝宝 bao3 bao5. pypinyin's phrase dictionary
+  marks only some of them (弟弟, 姥姥, 伯伯), so the class is a rule here. The first syllable keeps its
+  tone (a neutral syllable does not trigger third-tone sandhi) but still counts as a third tone for the
+  word before it (我姐姐 wo2 jie3 jie5). Verb and adverb reduplications keep their tones (看看, 天天).
 
 Spelling follows pypinyin's `Style.INITIALS` and `Style.FINALS_TONE3` with ``strict=False`` (x + ing2,
 y + ang4, w + o3, n + v3, q + u4, er2 alone); the syllabic nasals m, n, ng have no initial (pypinyin's
@@ -140,6 +145,9 @@ _WORD_READINGS: dict[str, tuple[str, ...]] = {
 _EXTRA_WORDS: tuple[str, ...] = ("长高", "长胖", "长得")
 _PRONOUNS = frozenset({"我", "你", "他", "她", "它", "我们", "你们", "他们", "她们", "咱们"})
 _MEASURE_LIKE = frozenset("块片亩")
+
+# Kinship and address terms whose reduplication reads the second syllable neutral (妈妈 ma1 ma5).
+_NEUTRAL_REDUPLICATED = frozenset("妈爸爹娘哥姐弟妹奶爷叔伯姑舅婶姨姥公婆嫂宝娃太")
 
 # 儿 after these keeps its full reading (女儿, 婴儿, 幼儿园, 孤儿, 新生儿): it is a morpheme, not erhua.
 _ER_MORPHEME_AFTER = frozenset("女婴幼孤健胎侄孙宠患弃育托男产乳少生血")
@@ -316,6 +324,17 @@ class ChineseG2P:
             for char, syllable in zip(word, reading):
                 tone = int(syllable[-1])
                 syllables.append(_Syllable(char, word_index, syllable[:-1], tone, tone))
+        # By characters, not words: jieba splits some pairs (姨姨 -> 姨 / 姨). A pair takes two characters,
+        # so 妈妈妈妈 reads ma1 ma5 ma1 ma5.
+        second_of_pair = False
+        for previous, syllable in zip(syllables, syllables[1:]):
+            second_of_pair = (
+                not second_of_pair
+                and syllable.char in _NEUTRAL_REDUPLICATED
+                and previous.char == syllable.char
+            )
+            if second_of_pair:
+                syllable.tone = syllable.lexical_tone = 5
         return syllables
 
     @staticmethod

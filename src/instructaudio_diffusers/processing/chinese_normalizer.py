@@ -2,7 +2,7 @@
 
 `normalize_chinese` turns one Chinese run of raw user text into what the G2P can read: Han characters
 (each with a pypinyin reading) and the ASCII pauses ``, . ? !``. Numbers are read the way a Mandarin
-speaker reads them in context (DESIGN §4): quantities, years digit by digit, dates, clock times,
+speaker reads them in context: quantities, years digit by digit, dates, clock times,
 percentages, currencies, ordinals, phone numbers with 1 as 幺, negatives and ranges.
 
 `drop_unsupported` removes what no Mandarin reader can pronounce (emoji, pictographs, kana, rare Han
