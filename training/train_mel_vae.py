@@ -191,6 +191,7 @@ def run_validation(
     `validation/step-<step>/` (WAV and PNG) under the output folder.
     """
     from instructaudio_diffusers.audio import write_wav
+    from instructaudio_diffusers.models import vocode
 
     vae_parameters = accelerator.unwrap_model(model).vae.parameters()
     if ema is not None:
@@ -216,7 +217,7 @@ def run_validation(
             )
             log_image(accelerator, f"validation/clip{index}/{name}_mel", image, step)
             # The original goes through the same vocoder, so listening compares VAE error only.
-            waveform = vocoder(spectrogram.to(vocoder.dtype)).waveform[0]
+            waveform = vocode(vocoder, spectrogram)[0]
             log_audio(accelerator, f"validation/clip{index}/{name}", waveform, sampling_rate, step)
             write_wav(folder / f"clip{index}_{name}.wav", waveform, sampling_rate)
     if ema is not None:
