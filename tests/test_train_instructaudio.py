@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,6 +125,8 @@ def test_end_to_end_saves_a_pipeline_that_generates(fixture_dir, tmp_path):
     assert (checkpoint / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
     assert (checkpoint / "transformer_ema" / "config.json").is_file()
     assert (output / "validation" / "step-2" / "sample0.wav").is_file()
+    # The last step's validation is the final samples, generated once.
+    assert not (output / "validation" / "step-4").exists()
     # The saved pipeline carries the EMA weights.
     ema = load_file(checkpoint / "transformer_ema" / "diffusion_pytorch_model.safetensors")
     final = load_file(output / "transformer" / "diffusion_pytorch_model.safetensors")
@@ -132,6 +135,10 @@ def test_end_to_end_saves_a_pipeline_that_generates(fixture_dir, tmp_path):
     card = (output / "README.md").read_text()
     assert "4 optimizer steps" in card and "8 clips" in card and "frame budget 200" in card
     assert "samples/sample0.wav" in card and (output / "samples" / "sample0.wav").is_file()
+    # The card names inputs as given or by name, never by this machine's absolute paths.
+    assert str(fixture_dir) not in card and str(tmp_path) not in card
+    parsed = ModelCard.load(output / "README.md")
+    assert parsed.data.pipeline_tag == "text-to-audio" and "instructaudio-training" in parsed.data.tags
     facts = json.loads((output / "training_summary.json").read_text())
     assert facts["num_processes"] == 1 and facts["global_step"] == 4
     assert "hf_secret" not in (output / "training_args.json").read_text()
@@ -144,6 +151,7 @@ def test_end_to_end_saves_a_pipeline_that_generates(fixture_dir, tmp_path):
     for tag in tags.split():
         assert len(events.Scalars(f"train/{tag}")) == 4
     assert events.Tags()["audio"] == ["validation/sample0"]
+    assert [event.step for event in events.Audio("validation/sample0")] == [2, 4]
 
     pipe = InstructAudioPipeline.from_pretrained(output)
     pipe.set_progress_bar_config(disable=True)

@@ -493,7 +493,14 @@ def main(args: argparse.Namespace) -> TrainingSummary:
             if global_step % args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
             validation_due = args.validation_steps and global_step % args.validation_steps == 0
-            if validation_due and args.validation_instructions and accelerator.is_main_process:
+            # The last step's samples come from save_final_pipeline, with the same weights: generate them once.
+            final_samples_follow = global_step >= max_train_steps and not args.skip_final_validation
+            if (
+                validation_due
+                and not final_samples_follow
+                and args.validation_instructions
+                and accelerator.is_main_process
+            ):
                 folder = Path(args.output_dir, "validation", f"step-{global_step}")
                 run_validation(accelerator, components, model, ema, args, global_step, folder)
             step_started = time.perf_counter()
