@@ -115,3 +115,27 @@ def test_export_names_a_missing_card(tmp_path, export_main, capsys):
         ]
     )
     assert code == 2 and "--card" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_an_export_that_fails_part_way_leaves_the_previous_export(tmp_path, export_main, monkeypatch):
+    torch.manual_seed(0)
+    AutoencoderKLMel(latent_channels=4, block_out_channels=(8, 8), layers_per_block=1).save_pretrained(
+        tmp_path / "vae"
+    )
+    config = {k: v for k, v in get_dummy_components()["transformer"].config.items() if not k.startswith("_")}
+    InstructAudioTransformerModel.from_config({**config, "instruction_dim": 384}).save_pretrained(
+        tmp_path / "t"
+    )
+    argv = ["--transformer", str(tmp_path / "t"), "--vae", str(tmp_path / "vae"), "--dtype", "float32"]
+    output = tmp_path / "exported"
+    assert export_main([*argv, "--output_dir", str(output)]) == 0
+    first = (output / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as a kill while the VAE is written
+
+    monkeypatch.setattr(AutoencoderKLMel, "save_pretrained", killed)
+    with pytest.raises(KeyboardInterrupt):
+        export_main([*argv, "--output_dir", str(output)])
+    assert (output / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes() == first
+    assert InstructAudioPipeline.from_pretrained(output).transformer is not None
