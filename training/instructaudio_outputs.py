@@ -11,12 +11,20 @@ from typing import Any
 
 import torch
 
-from utils import log_audio, log_image, plot_mel, write_json  # training/ is on sys.path (see the script)
+from utils import (  # training/ is on sys.path
+    log_audio,
+    log_image,
+    plot_mel,
+    push_folder_to_hub,
+    write_json,
+)
 
 logger = logging.getLogger("train_instructaudio")
 #: Folder of the final validation samples, next to the saved pipeline; the model card links to them.
 SAMPLES_DIR = "samples"
-_HUB_IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.partial/**", "logs/**", "validation/**"]
+_HUB_IGNORE = [
+    "checkpoint-*", "checkpoint-*/**", "*.partial/**", "logs/**", "validation/**", "prepared_data/**"
+]  # fmt: skip
 
 
 def validation_prompts(args: argparse.Namespace) -> list[tuple[str, str, float | None]]:
@@ -198,16 +206,4 @@ def model_card_sections(
 
 def push_to_hub(args: argparse.Namespace) -> str:
     """Upload `--output_dir` (without checkpoints, logs and intermediate validation) to the Hub."""
-    from huggingface_hub import create_repo, upload_folder
-
-    repo_id = args.hub_model_id or Path(args.output_dir).absolute().name
-    repo_id = create_repo(repo_id, exist_ok=True, private=args.hub_private, token=args.hub_token).repo_id
-    upload_folder(
-        repo_id=repo_id,
-        folder_path=args.output_dir,
-        commit_message="InstructAudio training run",
-        ignore_patterns=_HUB_IGNORE,
-        token=args.hub_token,
-    )
-    logger.info("Pushed %s to https://huggingface.co/%s", args.output_dir, repo_id)
-    return repo_id
+    return push_folder_to_hub(args, _HUB_IGNORE, "InstructAudio training run")

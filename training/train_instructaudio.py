@@ -35,6 +35,7 @@ samples and a model card are written to `--output_dir`.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -69,7 +70,9 @@ from utils import (  # noqa: E402
     load_prepared_dataset,
     lr_scheduler_from_args,
     resolve_checkpoint,
+    resolve_training_data,
     save_checkpoint,
+    subset_for_training,
     tracker_config,
     write_json,
 )
@@ -139,10 +142,24 @@ def load_components(args: argparse.Namespace) -> dict[str, Any]:
     return components
 
 
+def load_ema_folder(ema, model, folder: str) -> None:
+    """Restore an EMA saved with `EMAModel.save_pretrained`: its weights and, from the config, its counters.
+
+    `EMAModel.from_pretrained` builds the model twice from a config that also holds the EMA's own keys, and
+    diffusers warns each time that they are unexpected; reading the two files directly says nothing false.
+    """
+    from safetensors.torch import load_file
+
+    with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+        config = json.load(handle)
+    weights = load_file(os.path.join(folder, "diffusion_pytorch_model.safetensors"))
+    state = {key: config[key] for key in ema.state_dict() if key != "shadow_params" and key in config}
+    state["shadow_params"] = [weights[name] for name, _ in model.named_parameters()]
+    ema.load_state_dict(state)
+
+
 def register_checkpoint_hooks(accelerator, ema) -> None:
     """Save/load the transformer (and its EMA) in checkpoints as `save_pretrained` folders."""
-    from diffusers.training_utils import EMAModel
-
     from instructaudio_diffusers import InstructAudioTransformerModel
 
     def save_model_hook(models, weights, output_dir):
@@ -159,10 +176,7 @@ def register_checkpoint_hooks(accelerator, ema) -> None:
             loaded = InstructAudioTransformerModel.from_pretrained(input_dir, subfolder="transformer")
             model.load_state_dict(loaded.state_dict())
         if ema is not None:
-            loaded = EMAModel.from_pretrained(
-                os.path.join(input_dir, "transformer_ema"), InstructAudioTransformerModel
-            )
-            ema.load_state_dict(loaded.state_dict())
+            load_ema_folder(ema, model, os.path.join(input_dir, "transformer_ema"))
             ema.to(accelerator.device)
 
     accelerator.register_save_state_pre_hook(save_model_hook)
@@ -175,7 +189,7 @@ def build_training_data(args: argparse.Namespace, components: dict[str, Any]):
     from torch.utils.data import DataLoader
 
     vae, transformer = components["vae"], components["transformer"]
-    rows = load_prepared_dataset(args.dataset_dir)
+    rows = subset_for_training(load_prepared_dataset(args.dataset_dir), args)
     frames = clip_latent_frames(rows, dict(vae.config), vae.time_downsample_factor)
     max_frames = transformer.config.max_audio_frames
     limit = min(args.max_latent_frames or max_frames, max_frames, args.max_frames_per_batch or max_frames)
@@ -398,6 +412,9 @@ def main(args: argparse.Namespace) -> TrainingSummary:
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
         write_json(Path(args.output_dir, "training_args.json"), vars(shareable_args(args)))
+
+    with accelerator.main_process_first():  # a raw --train_data_dir / --dataset_name is prepared once
+        args.dataset_dir = resolve_training_data(args)
 
     # 1. Models: only the transformer trains.
     components = load_components(args)
