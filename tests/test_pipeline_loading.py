@@ -165,6 +165,10 @@ def test_dtype_reaches_the_components_built_from_installed_packages(loader):
             DEMO, dtype={"vocoder": torch.bfloat16, "default": torch.float32}
         )
         assert pipe.vocoder.dtype == torch.bfloat16 and pipe.text_encoder.dtype == torch.float32
+        pipe = InstructAudioPipeline.from_pretrained(DEMO, device_map="cpu")
+        assert {getattr(pipe, name).device.type for name in ("text_encoder", "transformer", "vocoder")} == {
+            "cpu"
+        }
 
 
 # ---------------------------------------------------------------------------------------------- paths

@@ -435,6 +435,21 @@ def test_training_data_options(tmp_path, capsys):
     assert (
         args.output_dir == "runs/instructaudio" and args.dataset_dir is None and args.max_train_samples == 3
     )
+    # A data option on the command line replaces the config's (the demo config names a --dataset_dir).
+    demo = str(REPO / "training" / "configs" / "instructaudio_demo.yaml")
+    args = train_instructaudio.parse_args(
+        [
+            "--config",
+            demo,
+            "--train_data_dir",
+            str(tmp_path),
+            "--vae",
+            str(tmp_path),
+            "--vocoder",
+            str(tmp_path),
+        ]
+    )
+    assert args.dataset_dir is None and args.train_data_dir == str(tmp_path)
 
 
 def test_push_to_hub_fails_early_when_offline(monkeypatch, capsys):

@@ -266,6 +266,10 @@ def apply_config_file_defaults(parser: argparse.ArgumentParser, input_args: list
     unknown = sorted(set(defaults) - {action.dest for action in parser._actions})
     if unknown:
         parser.error(f"{config_path}: unknown option(s) {unknown}.")
+    data_options = ("dataset_dir", "train_data_dir", "dataset_name")
+    if any(arg.split("=")[0] in {f"--{name}" for name in data_options} for arg in input_args):
+        # The training data is one choice: a data option on the command line replaces the file's.
+        defaults = {key: value for key, value in defaults.items() if key not in data_options}
     base = config_base_dir(config_path)
     for key, value in defaults.items():
         if not isinstance(value, str) or not value or os.path.isabs(value) or value == "latest":

@@ -551,7 +551,9 @@ class PipelineLoadingMixin:
         declared = {k: v for k, v in (index.get("external_components") or {}).items() if k not in kwargs}
         weight_files = check_pipeline_folder(folder, index, set(kwargs), kwargs.get("variant"))
         dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
-        device = kwargs.get("device_map") if isinstance(kwargs.get("device_map"), str) else None
+        device_map = kwargs.get("device_map")
+        # A single device ("cuda", "cpu") applies to the rebuilt components too; "balanced" spreads the stored ones.
+        device = device_map if isinstance(device_map, str) and device_map != "balanced" else None
         for name, component in build_external(declared, device=device).items():
             component_dtype = dtype.get(name, dtype.get("default")) if isinstance(dtype, dict) else dtype
             if isinstance(component, torch.nn.Module) and isinstance(component_dtype, torch.dtype):
