@@ -181,7 +181,9 @@ def test_a_missing_local_folder_is_reported_as_such(tmp_path, monkeypatch):
 
 
 def test_an_uncached_repo_id_says_both_what_was_tried(tmp_path):
-    with pytest.raises(OSError, match=r"not a local folder .* could not be fetched as a Hub repo id"):
+    with pytest.raises(
+        OSError, match=r"No pipeline folder at instructaudio/not-cached .* as a Hub repo id it could"
+    ):
         InstructAudioPipeline.from_pretrained("instructaudio/not-cached", cache_dir=tmp_path)
 
 
@@ -418,3 +420,12 @@ def test_resaving_with_fewer_components_removes_the_stale_folders(saved, tmp_pat
     )
     assert not any((tmp_path / "out" / name).exists() for name in ("tokenizer", "text_encoder", "vocoder"))
     assert InstructAudioPipeline.from_pretrained(tmp_path / "out").text_encoder is not None
+
+
+def test_a_resaved_folder_records_no_local_path(saved, tmp_path):
+    pipe = InstructAudioPipeline.from_pretrained(saved[0])
+    pipe.save_pretrained(tmp_path / "again")
+    for path in (tmp_path / "again").rglob("*"):
+        if path.suffix in (".json", ".md", ".py"):
+            text = path.read_text()
+            assert str(saved[0]) not in text and str(tmp_path) not in text, path

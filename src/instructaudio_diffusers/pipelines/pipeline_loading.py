@@ -114,8 +114,9 @@ def resolve_pipeline_folder(name_or_path: str | os.PathLike, kwargs: dict[str, A
         return snapshot_download(name, **download)
     except Exception as err:  # huggingface_hub's errors share no base class worth naming here
         raise OSError(
-            f"{name} is not a local folder ({os.path.abspath(name)} does not exist) and could not be fetched as a "
-            f"Hub repo id: {type(err).__name__}: {err}"
+            f"No pipeline folder at {name} ({os.path.abspath(name)} does not exist), and as a Hub repo id it could "
+            f"not be fetched either ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). Check "
+            "the path, or the repo id and the connection (offline, only cached repos load)."
         ) from err
 
 
