@@ -15,7 +15,8 @@ from diffusers import DiffusionPipeline
 from safetensors.torch import load_file, save_file
 
 from instructaudio_diffusers import InstructAudioPipeline
-from instructaudio_diffusers.pipelines.pipeline_loading import STAGING_DIR, read_safetensors_header
+from instructaudio_diffusers.pipelines.folder_checks import read_safetensors_header
+from instructaudio_diffusers.pipelines.pipeline_loading import STAGING_DIR
 from instructaudio_diffusers.testing_utils import get_dummy_components, get_dummy_inputs
 
 DEMO = Path(__file__).resolve().parent.parent / "checkpoints" / "instructaudio-demo"

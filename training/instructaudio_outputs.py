@@ -11,11 +11,13 @@ from typing import Any
 
 import torch
 
+from common_args import (  # training/ is on sys.path
+    push_folder_to_hub,
+)
 from utils import (  # training/ is on sys.path
     log_audio,
     log_image,
     plot_mel,
-    push_folder_to_hub,
     write_json,
 )
 

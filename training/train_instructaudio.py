@@ -50,6 +50,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from batching import FixedSizeBatchSampler, FrameBudgetBatchSampler  # noqa: E402
+from common_args import (  # noqa: E402
+    resolve_training_data,
+    subset_for_training,
+)
 from instructaudio_args import parse_args  # noqa: E402  (re-exported: `train_instructaudio.parse_args`)
 from instructaudio_data import (  # noqa: E402
     InstructAudioCollator,
@@ -70,9 +74,7 @@ from utils import (  # noqa: E402
     load_prepared_dataset,
     lr_scheduler_from_args,
     resolve_checkpoint,
-    resolve_training_data,
     save_checkpoint,
-    subset_for_training,
     tracker_config,
     write_json,
 )

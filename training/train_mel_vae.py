@@ -48,6 +48,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common_args import (  # noqa: E402
+    add_common_training_args,
+    apply_config_file_defaults,
+    check_common_training_args,
+    check_input_paths,
+    push_folder_to_hub,
+    resolve_training_data,
+    subset_for_training,
+)
 from mel_vae_data import MelVAECropDataset, collate, load_clip  # noqa: E402
 from mel_vae_losses import (  # noqa: E402
     MelPatchDiscriminator,
@@ -59,10 +68,6 @@ from utils import (  # noqa: E402
     EpochSeededSampler,
     TrainingProgress,
     adamw_from_args,
-    add_common_training_args,
-    apply_config_file_defaults,
-    check_common_training_args,
-    check_input_paths,
     create_accelerator,
     finish_training,
     keyed_generator,
@@ -72,11 +77,8 @@ from utils import (  # noqa: E402
     log_image,
     lr_scheduler_from_args,
     plot_mel,
-    push_folder_to_hub,
     resolve_checkpoint,
-    resolve_training_data,
     save_checkpoint,
-    subset_for_training,
     tracker_config,
     training_length,
     write_json,
