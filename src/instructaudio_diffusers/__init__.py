@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0.dev0"
 
-# diffusers loads a saved component by importing the module named in model_index.json and looking for
-# its loadable base classes there (DESIGN §7.1); re-exporting them keeps the package root loadable too.
+# diffusers loads a component by looking up its class and its loadable base classes (ModelMixin,
+# PreTrainedTokenizer) on the module `model_index.json` names; saved folders name the package root.
 from diffusers import ModelMixin
 from transformers import PreTrainedTokenizer
 
