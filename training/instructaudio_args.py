@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from utils import (  # training/ is on sys.path
+from common_args import (  # training/ is on sys.path
     add_common_training_args,
     apply_config_file_defaults,
     check_common_training_args,
+    check_input_paths,
 )
 
 DEFAULT_VALIDATION_PROMPTS = [
@@ -25,11 +26,9 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--config", type=str, default=None, help="JSON/YAML file of option defaults (keys = flag names)."
     )
-    add_common_training_args(parser, learning_rate=1e-4, train_batch_size=16)
+    add_common_training_args(parser, learning_rate=1e-4, train_batch_size=16, output_dir="runs/instructaudio")
 
     group = parser.add_argument_group("data and batching")
-    group.add_argument("--dataset_dir", type=str, required=True, help="Output folder of prepare_dataset.py.")
-    group.add_argument("--audio_root", type=str, default=None, help="Where the audio lives if it moved.")
     group.add_argument("--ignore_cached_latents", action="store_true", help="Encode audio on the fly anyway.")
     group.add_argument(
         "--ignore_cached_instructions", action="store_true", help="Encode instructions on the fly."
@@ -147,14 +146,6 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         help="Do not generate the samples listed in the model card at the end.",
     )
 
-    group = parser.add_argument_group("hub")
-    group.add_argument("--push_to_hub", action="store_true", help="Upload the final pipeline to the Hub.")
-    group.add_argument(
-        "--hub_model_id", type=str, default=None, help="Repo id (default: the output folder's name)."
-    )
-    group.add_argument("--hub_token", type=str, default=None, help="Token (default: the logged-in one).")
-    group.add_argument("--hub_private", action="store_true")
-
     args = parser.parse_args(apply_config_file_defaults(parser, input_args))
     check_args(parser, args)
     return args
@@ -189,12 +180,9 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         )
     if len(args.validation_audio_length_in_s) not in (1, len(args.validation_instructions)):
         parser.error("--validation_audio_length_in_s takes one value or one per validation instruction.")
-    if args.push_to_hub:
-        from huggingface_hub import constants
-
-        # Fail before hours of training, not at the upload.
-        if constants.HF_HUB_OFFLINE:
-            parser.error(
-                "--push_to_hub needs the Hub, but HF_HUB_OFFLINE is set; unset it or upload the "
-                "output folder later with `hf upload`."
-            )
+    check_input_paths(
+        parser,
+        args,
+        ("dataset_dir", "train_data_dir", "transformer_config", "vae", "vocoder", "processor", "text_encoder")
+        + ("pretrained_model_name_or_path", "audio_root"),
+    )

@@ -11,12 +11,22 @@ from typing import Any
 
 import torch
 
-from utils import log_audio, log_image, plot_mel, write_json  # training/ is on sys.path (see the script)
+from common_args import (  # training/ is on sys.path
+    push_folder_to_hub,
+)
+from utils import (  # training/ is on sys.path
+    log_audio,
+    log_image,
+    plot_mel,
+    write_json,
+)
 
 logger = logging.getLogger("train_instructaudio")
 #: Folder of the final validation samples, next to the saved pipeline; the model card links to them.
 SAMPLES_DIR = "samples"
-_HUB_IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.partial/**", "logs/**", "validation/**"]
+_HUB_IGNORE = [
+    "checkpoint-*", "checkpoint-*/**", "*.partial/**", "logs/**", "validation/**", "prepared_data/**"
+]  # fmt: skip
 
 
 def validation_prompts(args: argparse.Namespace) -> list[tuple[str, str, float | None]]:
@@ -43,6 +53,7 @@ def run_validation(
         to `--output_dir`).
     """
     from instructaudio_diffusers import InstructAudioPipeline, write_wav
+    from instructaudio_diffusers.models import vocode
 
     transformer = accelerator.unwrap_model(model)
     parameters = list(transformer.parameters())
@@ -66,8 +77,8 @@ def run_validation(
                 generator=torch.Generator().manual_seed(args.seed + index),
                 output_type="mel",
             ).audios[0]
-            mel = torch.from_numpy(mel).to(pipeline.vocoder.device, pipeline.vocoder.dtype)
-            waveform = pipeline.vocoder(mel[None], return_dict=False)[0][0].float().cpu()
+            mel = torch.from_numpy(mel).to(pipeline.vocoder.device)
+            waveform = vocode(pipeline.vocoder, mel[None])[0].float().cpu()
             audio_path, image_path = folder / f"sample{index}.wav", folder / f"sample{index}_mel.png"
             write_wav(audio_path, waveform, pipeline.sampling_rate)
             image = plot_mel(mel, image_path, title=f"{instruction[:60]} (step {step})")
@@ -94,9 +105,13 @@ def save_final_pipeline(
     accelerator, model, ema, components: dict[str, Any], args: argparse.Namespace, facts: dict[str, Any]
 ) -> None:
     """`save_pretrained` the pipeline (EMA weights with `--use_ema`) into `--output_dir`, with final samples,
-    a model card describing the run, and `training_summary.json`. Every process must call this."""
+    a model card describing the run, and `training_summary.json`. Every process must call this.
+
+    `save_pretrained` writes into a staging folder and moves the pipeline in with `model_index.json` last, so a run
+    killed while saving leaves no loadable half-pipeline (the checkpoints are untouched; resume and it saves again).
+    """
     from instructaudio_diffusers import InstructAudioPipeline
-    from instructaudio_diffusers.pipelines.model_card import write_model_card
+    from instructaudio_diffusers.pipelines.model_card import build_model_card
 
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
@@ -117,40 +132,51 @@ def save_final_pipeline(
             Path(args.output_dir, SAMPLES_DIR),
         )
     pipeline = InstructAudioPipeline(**{**components, "transformer": transformer})
-    pipeline.save_pretrained(args.output_dir)
-    write_model_card(
-        args.output_dir,
-        description=model_card_description(args, facts, samples),
+    card = build_model_card(
+        pipeline,
+        model_id=args.hub_model_id or public_path(args.output_dir),
+        title="InstructAudio pipeline trained with train_instructaudio.py",
+        description=(
+            "An [InstructAudio](https://arxiv.org/abs/2511.18487) pipeline (speech, dialogue and music from a "
+            "natural-language instruction plus text or lyrics) trained with `training/train_instructaudio.py` of "
+            "instructaudio-diffusers."
+        ),
+        sections=model_card_sections(args, facts, samples),
+        tasks=facts["clips_per_task"],
         extra_tags=["instructaudio-training"],
-        overwrite=True,
     )
+    pipeline.save_pretrained(args.output_dir, model_card=card)
     write_json(Path(args.output_dir, "training_summary.json"), {**facts, "validation_samples": samples})
     logger.info("Saved the pipeline to %s", args.output_dir)
 
 
-def model_card_description(
+def public_path(path: str) -> str:
+    """How a card names a local input: relative paths as given, an installed package by its name, else the last
+    folder name (absolute paths describe this machine, not the model)."""
+    path = str(path)
+    parts = Path(path).parts
+    if "site-packages" in parts:
+        return f"the `{parts[parts.index('site-packages') + 1]}` package"
+    return path if not os.path.isabs(path) else Path(path).name
+
+
+def model_card_sections(
     args: argparse.Namespace, facts: dict[str, Any], samples: list[dict[str, Any]]
-) -> str:
-    """The card's body: what the model was trained on, how long and how, and what it sounds like."""
+) -> list[tuple[str, str]]:
+    """The card's Training and Validation samples sections: data, length, optimisation, what it sounds like."""
     init = (
-        f"fine-tuned from `{args.pretrained_model_name_or_path}`"
+        f"fine-tuned from `{public_path(args.pretrained_model_name_or_path)}`"
         if args.pretrained_model_name_or_path
-        else f"a new transformer (`{args.transformer_config}`) on the VAE `{args.vae}` and the instruction "
-        f"encoder `{args.text_encoder}`"
+        else f"a new transformer (`{public_path(args.transformer_config)}`) on the VAE `{public_path(args.vae)}` and "
+        f"the instruction encoder {public_path(args.text_encoder)}"
     )
     tasks = ", ".join(f"{task}: {count}" for task, count in sorted(facts["clips_per_task"].items()))
     ema = f"EMA of the weights (decay {args.ema_decay})" if args.use_ema else "the last weights (no EMA)"
     lines = [
-        "An [InstructAudio](https://arxiv.org/abs/2511.18487) pipeline (speech, dialogue and music from a "
-        "natural-language instruction plus text or lyrics) trained with `training/train_instructaudio.py` of "
-        "`instructaudio-diffusers`.",
-        "",
-        "## Training",
-        "",
         "| | |",
         "|---|---|",
         f"| model | {init} |",
-        f"| data | `{facts['dataset_dir']}`: {facts['clips']} clips, {facts['hours']:.3g} h ({tasks}) |",
+        f"| data | `{public_path(args.dataset_dir)}`: {facts['clips']} clips, {facts['hours']:.3g} h ({tasks}) |",
         f"| steps | {facts['global_step']} optimizer steps, {facts['epochs']} epoch(s) |",
         f"| batching | {facts['batching']} per device x {args.gradient_accumulation_steps} accumulation x "
         f"{facts['num_processes']} process(es) |",
@@ -162,11 +188,9 @@ def model_card_description(
         f"| weights saved | {ema} |",
         f"| seed | {args.seed} |",
     ]
+    sections = [("Training", "\n".join(lines))]
     if samples:
-        lines += [
-            "",
-            "## Validation samples",
-            "",
+        rows = [
             f"{args.num_validation_inference_steps} Euler steps, guidance scale {args.validation_guidance_scale:g}.",
             "",
             "| instruction | text | audio | mel |",
@@ -174,25 +198,14 @@ def model_card_description(
         ]
         for sample in samples:
             text = sample["text"].replace("|", "\\|") or "(instrumental)"
-            lines.append(
+            rows.append(
                 f"| {sample['instruction']} | {text} | [{sample['audio']}]({sample['audio']}) "
                 f"({sample['seconds']:.2f} s) | [png]({sample['mel_image']}) |"
             )
-    return "\n".join(lines)
+        sections.append(("Validation samples", "\n".join(rows)))
+    return sections
 
 
 def push_to_hub(args: argparse.Namespace) -> str:
     """Upload `--output_dir` (without checkpoints, logs and intermediate validation) to the Hub."""
-    from huggingface_hub import create_repo, upload_folder
-
-    repo_id = args.hub_model_id or Path(args.output_dir).absolute().name
-    repo_id = create_repo(repo_id, exist_ok=True, private=args.hub_private, token=args.hub_token).repo_id
-    upload_folder(
-        repo_id=repo_id,
-        folder_path=args.output_dir,
-        commit_message="InstructAudio training run",
-        ignore_patterns=_HUB_IGNORE,
-        token=args.hub_token,
-    )
-    logger.info("Pushed %s to https://huggingface.co/%s", args.output_dir, repo_id)
-    return repo_id
+    return push_folder_to_hub(args, _HUB_IGNORE, "InstructAudio training run")

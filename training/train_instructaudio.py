@@ -57,6 +57,10 @@ from checkpoints import (  # noqa: E402
     load_checkpoint,
     save_checkpoint,
 )
+from common_args import (  # noqa: E402
+    resolve_training_data,
+    subset_for_training,
+)
 from instructaudio_args import parse_args  # noqa: E402  (re-exported: `train_instructaudio.parse_args`)
 from instructaudio_data import (  # noqa: E402
     InstructAudioCollator,
@@ -173,7 +177,7 @@ def build_training_data(args: argparse.Namespace, components: dict[str, Any]):
     from torch.utils.data import DataLoader
 
     vae, transformer = components["vae"], components["transformer"]
-    rows = load_prepared_dataset(args.dataset_dir)
+    rows = subset_for_training(load_prepared_dataset(args.dataset_dir), args)
     frames = clip_latent_frames(rows, dict(vae.config), vae.time_downsample_factor)
     max_frames = transformer.config.max_audio_frames
     limit = min(args.max_latent_frames or max_frames, max_frames, args.max_frames_per_batch or max_frames)
@@ -401,6 +405,9 @@ def main(args: argparse.Namespace) -> TrainingSummary:
         os.makedirs(args.output_dir, exist_ok=True)
         write_json(Path(args.output_dir, "training_args.json"), vars(shareable_args(args)))
 
+    with accelerator.main_process_first():  # a raw --train_data_dir / --dataset_name is prepared once
+        args.dataset_dir = resolve_training_data(args)
+
     # 1. Models: only the transformer trains.
     components = load_components(args)
     for name in ("vae", "text_encoder", "vocoder"):
@@ -500,7 +507,14 @@ def main(args: argparse.Namespace) -> TrainingSummary:
                     accelerator, args.output_dir, global_step, args.checkpoints_total_limit, checkpoint_state
                 )
             validation_due = args.validation_steps and global_step % args.validation_steps == 0
-            if validation_due and args.validation_instructions and accelerator.is_main_process:
+            # The last step's samples come from save_final_pipeline, with the same weights: generate them once.
+            final_samples_follow = global_step >= max_train_steps and not args.skip_final_validation
+            if (
+                validation_due
+                and not final_samples_follow
+                and args.validation_instructions
+                and accelerator.is_main_process
+            ):
                 folder = Path(args.output_dir, "validation", f"step-{global_step}")
                 run_validation(accelerator, components, model, ema, args, global_step, folder)
             step_started = time.perf_counter()

@@ -55,6 +55,15 @@ from checkpoints import (  # noqa: E402
     load_checkpoint,
     save_checkpoint,
 )
+from common_args import (  # noqa: E402
+    add_common_training_args,
+    apply_config_file_defaults,
+    check_common_training_args,
+    check_input_paths,
+    push_folder_to_hub,
+    resolve_training_data,
+    subset_for_training,
+)
 from mel_vae_data import MelVAECropDataset, collate, load_clip  # noqa: E402
 from mel_vae_losses import (  # noqa: E402
     MelPatchDiscriminator,
@@ -66,9 +75,6 @@ from utils import (  # noqa: E402
     EpochSeededSampler,
     TrainingProgress,
     adamw_from_args,
-    add_common_training_args,
-    apply_config_file_defaults,
-    check_common_training_args,
     create_accelerator,
     finish_training,
     keyed_generator,
@@ -85,6 +91,14 @@ from utils import (  # noqa: E402
 
 logger = logging.getLogger("train_mel_vae")
 _PATH_COLUMNS = ("audio_path", "audio_path_absolute", "source_path")
+_HUB_IGNORE = [
+    "checkpoint-*",
+    "checkpoint-*/**",
+    "*.partial/**",
+    "logs/**",
+    "validation/**",
+    "prepared_data/**",
+]
 
 
 def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
@@ -93,11 +107,9 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--config", type=str, default=None, help="JSON/YAML file of option defaults (keys = flag names)."
     )
-    add_common_training_args(parser, learning_rate=2e-4, train_batch_size=16)
+    add_common_training_args(parser, learning_rate=2e-4, train_batch_size=16, output_dir="runs/mel_vae")
 
-    group = parser.add_argument_group("data")
-    group.add_argument("--dataset_dir", type=str, required=True, help="Output folder of prepare_dataset.py.")
-    group.add_argument("--audio_root", type=str, default=None, help="Where the audio lives if it moved.")
+    group = parser.add_argument_group("crops")
     group.add_argument("--segment_seconds", type=float, default=2.0, help="Random crop length per clip.")
 
     group = parser.add_argument_group("model")
@@ -131,7 +143,10 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
 
     args = parser.parse_args(apply_config_file_defaults(parser, input_args))
 
-    check_common_training_args(args)
+    try:
+        check_common_training_args(args)
+    except ValueError as err:
+        parser.error(str(err))
     if args.segment_seconds <= 0 or args.kl_weight < 0 or args.multiscale_weight < 0:
         parser.error("--segment_seconds must be positive; --kl_weight and --multiscale_weight non-negative.")
     if any(factor < 2 for factor in args.multiscale_pooling):
@@ -140,6 +155,11 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         parser.error("--adversarial_start_step must be >= 0.")
     if args.vae_config and args.pretrained_vae:
         parser.error("give --vae_config or --pretrained_vae, not both.")
+    check_input_paths(
+        parser,
+        args,
+        ("dataset_dir", "train_data_dir", "vae_config", "pretrained_vae", "vocoder", "audio_root"),
+    )
     return args
 
 
@@ -196,6 +216,7 @@ def run_validation(
     `validation/step-<step>/` (WAV and PNG) under the output folder.
     """
     from instructaudio_diffusers.audio import write_wav
+    from instructaudio_diffusers.models import vocode
 
     vae_parameters = accelerator.unwrap_model(model).vae.parameters()
     if ema is not None:
@@ -221,7 +242,7 @@ def run_validation(
             )
             log_image(accelerator, f"validation/clip{index}/{name}_mel", image, step)
             # The original goes through the same vocoder, so listening compares VAE error only.
-            waveform = vocoder(spectrogram.to(vocoder.dtype)).waveform[0]
+            waveform = vocode(vocoder, spectrogram)[0]
             log_audio(accelerator, f"validation/clip{index}/{name}", waveform, sampling_rate, step)
             write_wav(folder / f"clip{index}_{name}.wav", waveform, sampling_rate)
     if ema is not None:
@@ -331,7 +352,9 @@ def setup_run(args: argparse.Namespace) -> MelVAERun:
         os.makedirs(args.output_dir, exist_ok=True)
         write_json(Path(args.output_dir, "training_args.json"), vars(args))
 
-    dataset = load_prepared_dataset(args.dataset_dir)
+    with accelerator.main_process_first():  # a raw --train_data_dir / --dataset_name is prepared once
+        args.dataset_dir = resolve_training_data(args)
+    dataset = subset_for_training(load_prepared_dataset(args.dataset_dir), args)
     columns = [c for c in (*_PATH_COLUMNS, "duration_s", "sampling_rate") if c in dataset.column_names]
     rows = dataset.select_columns(columns).to_list()
     vae = build_vae(args)
@@ -531,6 +554,8 @@ def main(args: argparse.Namespace) -> TrainingSummary:
     save_final_model(accelerator, run.model, run.ema, run.rows, args)
     del run  # the DDP wrappers go before the process group (see finish_training)
     finish_training(accelerator)
+    if args.push_to_hub and accelerator.is_main_process:
+        push_folder_to_hub(args, _HUB_IGNORE, "Mel-VAE training run")
     return summary
 
 
@@ -556,7 +581,35 @@ def save_final_model(accelerator, model, ema, rows: list[dict[str, Any]], args: 
     )
     final.save_pretrained(args.output_dir, safe_serialization=True)
     write_json(Path(args.output_dir, "latent_statistics.json"), statistics)
+    write_vae_card(final, rows, args, statistics)
     logger.info("Saved the VAE to %s (latent statistics over %d clips)", args.output_dir, statistics["clips"])
+
+
+def write_vae_card(
+    vae, rows: list[dict[str, Any]], args: argparse.Namespace, statistics: dict[str, Any]
+) -> None:
+    """A short `README.md` for the VAE folder, with the Hub metadata and no local paths."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    config = vae.config
+    data = ModelCardData(
+        library_name="diffusers",
+        license="apache-2.0",
+        tags=["instructaudio", "mel-vae", "audio", "diffusers"],
+    )
+    hours = sum(row.get("duration_s", 0.0) for row in rows) / 3600
+    text = (
+        f"---\n{data.to_yaml()}\n---\n\n# Mel-VAE for InstructAudio\n\n"
+        "An `AutoencoderKLMel` (instructaudio-diffusers) trained with `training/train_mel_vae.py`: "
+        f"{config.n_mels} log-mel bins at {config.sampling_rate} Hz (hop {config.hop_length}) to "
+        f"{config.latent_channels} latent channels at {vae.latent_frame_rate:.1f} Hz, on {len(rows)} clips "
+        f"({hours:.3g} h) for {args.max_train_steps or 'all'} steps; latent statistics from {statistics['clips']} "
+        "clips are in its config.\n\n## Usage\n\n"
+        '```bash\npip install -e ".[demo]"   # in a checkout of instructaudio-diffusers\n```\n\n'
+        "```python\nfrom instructaudio_diffusers import AutoencoderKLMel\n\n"
+        f'vae = AutoencoderKLMel.from_pretrained("{args.hub_model_id or Path(args.output_dir).name}")\n```\n'
+    )
+    ModelCard(text).save(Path(args.output_dir, "README.md"))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,145 +23,6 @@ import torch
 from torch.utils.data import Sampler
 
 logger = logging.getLogger(__name__)
-
-_LR_SCHEDULERS = (
-    "constant",
-    "constant_with_warmup",
-    "linear",
-    "cosine",
-    "cosine_with_restarts",
-    "polynomial",
-)
-
-
-# ---------------------------------------------------------------------------------------------- arguments
-def add_common_training_args(
-    parser: argparse.ArgumentParser, *, learning_rate: float, train_batch_size: int
-) -> argparse.ArgumentParser:
-    """Add the options every training script has: output, schedule, optimizer, checkpoints, logging.
-
-    Defaults for the learning rate and batch size differ per model and are passed in.
-    """
-    group = parser.add_argument_group("run")
-    group.add_argument(
-        "--output_dir", type=str, required=True, help="Run folder: checkpoints, logs, final model."
-    )
-    group.add_argument(
-        "--logging_dir", type=str, default="logs", help="TensorBoard folder, relative to --output_dir."
-    )
-    group.add_argument("--seed", type=int, default=0, help="Seed of model init, data order, crops and noise.")
-    group.add_argument(
-        "--mixed_precision",
-        type=str,
-        default=None,
-        choices=["no", "fp16", "bf16"],
-        help="Overrides the accelerate config. On CPU keep 'no': bf16 autocast is far slower there.",
-    )
-    group.add_argument("--allow_tf32", action="store_true", help="Allow TF32 matmuls on Ampere+ GPUs.")
-    group.add_argument(
-        "--cpu",
-        action="store_true",
-        help="Run on CPU even where an accelerator exists. Several CPU processes (torchrun) need it, or "
-        "ACCELERATE_USE_CPU=true, to get gloo DDP instead of independent single-process runs.",
-    )
-    group.add_argument(
-        "--report_to", type=str, default="tensorboard", help="'tensorboard', 'wandb', 'all' or 'none'."
-    )
-    group.add_argument("--tracker_project_name", type=str, default=None, help="Tracker run name.")
-    group.add_argument("--dataloader_num_workers", type=int, default=0, help="Data loading worker processes.")
-
-    group = parser.add_argument_group("schedule and optimizer")
-    group.add_argument(
-        "--train_batch_size", type=int, default=train_batch_size, help="Batch size per device."
-    )
-    group.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    group.add_argument("--num_train_epochs", type=int, default=100)
-    group.add_argument(
-        "--max_train_steps", type=int, default=None, help="Optimizer steps; overrides --num_train_epochs."
-    )
-    group.add_argument("--learning_rate", type=float, default=learning_rate)
-    group.add_argument(
-        "--scale_lr",
-        action="store_true",
-        help="Multiply the learning rate by batch size x accumulation x processes.",
-    )
-    group.add_argument("--lr_scheduler", type=str, default="constant_with_warmup", choices=_LR_SCHEDULERS)
-    group.add_argument("--lr_warmup_steps", type=int, default=500)
-    group.add_argument("--adam_beta1", type=float, default=0.9)
-    group.add_argument("--adam_beta2", type=float, default=0.999)
-    group.add_argument("--adam_weight_decay", type=float, default=1e-2)
-    group.add_argument("--adam_epsilon", type=float, default=1e-8)
-    group.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping norm (0: off).")
-    group.add_argument(
-        "--use_ema", action="store_true", help="Keep an EMA of the weights; it is what gets saved."
-    )
-    group.add_argument("--ema_decay", type=float, default=0.999)
-
-    group = parser.add_argument_group("checkpoints and validation")
-    group.add_argument(
-        "--checkpointing_steps", type=int, default=1000, help="Save resumable state every N optimizer steps."
-    )
-    group.add_argument(
-        "--checkpoints_total_limit", type=int, default=None, help="Keep at most this many checkpoints."
-    )
-    group.add_argument(
-        "--resume_from_checkpoint",
-        type=str,
-        default=None,
-        help="'latest' (newest complete checkpoint in --output_dir, or a fresh start if none) or a path.",
-    )
-    group.add_argument(
-        "--validation_steps", type=int, default=500, help="Validate every N optimizer steps (0: off)."
-    )
-    return parser
-
-
-def check_common_training_args(args: argparse.Namespace) -> None:
-    """Raise `ValueError` for option values that would only fail (or silently misbehave) later."""
-    positive = ["train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "checkpointing_steps"]
-    for name in positive:
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}.")
-    for name in ("max_train_steps", "checkpoints_total_limit"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name} must be >= 1 when given, got {value}.")
-    for name in ("lr_warmup_steps", "validation_steps", "dataloader_num_workers", "max_grad_norm"):
-        if getattr(args, name) < 0:
-            raise ValueError(f"--{name} must be >= 0, got {getattr(args, name)}.")
-    if args.learning_rate <= 0:
-        raise ValueError(f"--learning_rate must be positive, got {args.learning_rate}.")
-    if not 0.0 < args.ema_decay < 1.0:
-        raise ValueError(f"--ema_decay must be in (0, 1), got {args.ema_decay}.")
-
-
-def apply_config_file_defaults(parser: argparse.ArgumentParser, input_args: list[str] | None) -> list[str]:
-    """Make `--config FILE` (JSON or YAML; keys = option names) the parser's defaults; flags still win.
-
-    Keys starting with "_" are comments. Returns the command line to parse.
-    """
-    input_args = sys.argv[1:] if input_args is None else list(input_args)
-    config_parser = argparse.ArgumentParser(add_help=False)
-    config_parser.add_argument("--config", type=str, default=None)
-    config_path = config_parser.parse_known_args(input_args)[0].config
-    if not config_path:
-        return input_args
-    with open(config_path, encoding="utf-8") as handle:
-        if config_path.endswith((".yaml", ".yml")):
-            import yaml
-
-            loaded = yaml.safe_load(handle) or {}
-        else:
-            loaded = json.load(handle)
-    defaults = {key: value for key, value in loaded.items() if not key.startswith("_")}
-    unknown = sorted(set(defaults) - {action.dest for action in parser._actions})
-    if unknown:
-        parser.error(f"{config_path}: unknown option(s) {unknown}.")
-    parser.set_defaults(**defaults)
-    for action in parser._actions:  # what the file provides is no longer required on the command line
-        if action.dest in defaults:
-            action.required = False
-    return input_args
 
 
 def adamw_from_args(args: argparse.Namespace, parameters) -> torch.optim.AdamW:
@@ -379,23 +239,39 @@ def resolve_audio_path(
 def load_vocoder(vocoder_path: str | os.PathLike | None, mel_config: dict[str, Any], device: torch.device):
     """A vocoder for validation audio: the model at `vocoder_path`, or Griffin-Lim from the mel config.
 
-    The class is read from the folder's `config.json` (`HifiGanVocoder` or `GriffinLimVocoder`).
+    The class is read from the folder's `config.json`: transformers' `SpeechT5HifiGan` (what
+    `instructaudio-convert-hifigan` writes by default), `HifiGanVocoder` or `GriffinLimVocoder`.
     """
     from instructaudio_diffusers import GriffinLimVocoder, HifiGanVocoder
+    from instructaudio_diffusers.models import vocoder_mel_settings
 
     if vocoder_path is None:
         keys = ("sampling_rate", "n_fft", "hop_length", "win_length", "n_mels", "mel_fmin", "mel_fmax")
         return GriffinLimVocoder(**{key: mel_config[key] for key in keys}).to(device).eval()
-    with open(os.path.join(vocoder_path, "config.json"), encoding="utf-8") as handle:
-        class_name = json.load(handle).get("_class_name")
-    classes = {"HifiGanVocoder": HifiGanVocoder, "GriffinLimVocoder": GriffinLimVocoder}
-    if class_name not in classes:
-        raise ValueError(f"{vocoder_path} holds a {class_name!r}; expected one of {sorted(classes)}.")
-    vocoder = classes[class_name].from_pretrained(vocoder_path).to(device).eval()
-    for key in ("sampling_rate", "hop_length", "n_mels"):
-        if key in vocoder.config and vocoder.config[key] != mel_config[key]:
+    config_path = os.path.join(vocoder_path, "config.json")
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(
+            f"--vocoder {vocoder_path}: no {config_path}; convert one with instructaudio-convert-hifigan."
+        )
+    with open(config_path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    class_name = config.get("_class_name") or (config.get("architectures") or [None])[0]
+    if class_name == "SpeechT5HifiGan":
+        from transformers import SpeechT5HifiGan as vocoder_class
+    else:
+        vocoder_class = {"HifiGanVocoder": HifiGanVocoder, "GriffinLimVocoder": GriffinLimVocoder}.get(
+            class_name
+        )
+    if vocoder_class is None:
+        raise ValueError(
+            f"{vocoder_path} holds a {class_name!r}; expected SpeechT5HifiGan, HifiGanVocoder or GriffinLimVocoder."
+        )
+    vocoder = vocoder_class.from_pretrained(vocoder_path).to(device).eval()
+    settings = dict(zip(("sampling_rate", "n_mels", "hop_length"), vocoder_mel_settings(vocoder)))
+    for key, value in settings.items():
+        if value != mel_config[key]:
             raise ValueError(
-                f"vocoder {key}={vocoder.config[key]} does not match the VAE's mel front end ({mel_config[key]})."
+                f"vocoder {key}={value} does not match the VAE's mel front end ({mel_config[key]})."
             )
     return vocoder
 
@@ -406,7 +282,7 @@ def _pyplot():
         import matplotlib
     except ImportError as err:
         raise ImportError(
-            "Plotting mel spectrograms needs matplotlib: pip install 'instructaudio-diffusers[training]'."
+            'Plotting mel spectrograms needs matplotlib: pip install -e ".[training]" (in the checkout) or pip install matplotlib.'
         ) from err
     matplotlib.use("Agg", force=False)  # headless: never needs a display
     import matplotlib.pyplot as plt

