@@ -42,7 +42,9 @@ def read_run(folder: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], li
     pairs_file = path / "pairs.jsonl"
     pairs = []
     if pairs_file.is_file():
-        pairs = [json.loads(line) for line in pairs_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        pairs = [
+            json.loads(line) for line in pairs_file.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
     return header, rows, [pair for pair in pairs if pair.get("audio", "generated") == "generated"]
 
 
@@ -76,8 +78,11 @@ def measure(rows: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> dict[str
             for name in CLASSIFIED_ATTRIBUTES
             if verdicts["attributes"][name]["n"]
         },
-        **{name: rate(entries) for name, path in RATES
-           if (entries := [e for e in (_asr(row, path) for row in rows) if e is not None])},  # fmt: skip
+        **{
+            name: rate(entries)
+            for name, path in RATES
+            if (entries := [e for e in (_asr(row, path) for row in rows) if e is not None])
+        },  # fmt: skip
         "mandarin_mcd_db": {"value": sum(mcd) / len(mcd) if mcd else None, "n": len(mcd)},
         "tempo_within_tolerance": {
             "value": verdicts["tempo"]["within_tolerance"],
@@ -113,8 +118,16 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {
         "cases": len(shared),
-        "a": {"run": args.run_a, "steps": header_a["steps"], **measure([rows_a[i] for i in shared], shared_pairs(pairs_a))},
-        "b": {"run": args.run_b, "steps": header_b["steps"], **measure([rows_b[i] for i in shared], shared_pairs(pairs_b))},
+        "a": {
+            "run": args.run_a,
+            "steps": header_a["steps"],
+            **measure([rows_a[i] for i in shared], shared_pairs(pairs_a)),
+        },
+        "b": {
+            "run": args.run_b,
+            "steps": header_b["steps"],
+            **measure([rows_b[i] for i in shared], shared_pairs(pairs_b)),
+        },
     }
     label_a, label_b = (
         f"{args.run_a} ({header_a['steps']} steps)",

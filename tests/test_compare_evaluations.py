@@ -56,18 +56,34 @@ def test_new_runs_compare_contrast_pairs_and_both_asr_models(tmp_path, capsys):
 
     def new_row(case_id, tiny_errors, base_errors):
         counts = {"substitutions": 0, "deletions": 0, "insertions": 0, "reference_words": 10}
-        return {"id": case_id, "attributes": {}, "generation_s": 1.0, "audio_s": 2.0,
-                "asr": {"tiny.en": {**counts, "errors": tiny_errors}, "base": {**counts, "errors": base_errors}}}
+        return {
+            "id": case_id,
+            "attributes": {},
+            "generation_s": 1.0,
+            "audio_s": 2.0,
+            "asr": {"tiny.en": {**counts, "errors": tiny_errors}, "base": {**counts, "errors": base_errors}},
+        }
 
     def pair(name, success):
-        return {"audio": "generated", "pair": name, "attribute": "pitch", "positive": f"{name}a",
-                "negative": f"{name}b", "statistic": 3.0 if success else 0.5, "success": success}
+        return {
+            "audio": "generated",
+            "pair": name,
+            "attribute": "pitch",
+            "positive": f"{name}a",
+            "negative": f"{name}b",
+            "statistic": 3.0 if success else 0.5,
+            "success": success,
+        }
 
     runs = []
     for folder, outcomes in (("a", (True, True)), ("b", (True, False))):
         rows = [new_row(f"{name}{side}", 1, 3) for name in ("p", "q") for side in "ab"]
         path = write_run(tmp_path / folder, 32, rows)
-        pairs = [pair("p", outcomes[0]), pair("q", outcomes[1]), {**pair("p", False), "audio": "ground_truth"}]
+        pairs = [
+            pair("p", outcomes[0]),
+            pair("q", outcomes[1]),
+            {**pair("p", False), "audio": "ground_truth"},
+        ]
         (tmp_path / folder / "pairs.jsonl").write_text("\n".join(json.dumps(p) for p in pairs) + "\n")
         runs.append(path)
     # Run b lacks case qb: pair q is not shared and drops out of both sides of the comparison.

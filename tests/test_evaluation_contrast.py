@@ -106,14 +106,18 @@ def test_loud_vs_soft_copy_of_one_clip():
     verdict = _judge("loudness", {"loudness": "loud"}, {"loudness": "soft"}, clip, clip * 10 ** (-12 / 20))
     assert verdict["statistic"] == pytest.approx(12.0, abs=0.05) and verdict["success"]
     # A 3 dB difference is below the 6 dB margin; the same clip at one rate is no rate contrast.
-    assert not _judge("loudness", {"loudness": "loud"}, {"loudness": "soft"}, clip, clip * 10 ** (-3 / 20))["success"]
+    assert not _judge("loudness", {"loudness": "loud"}, {"loudness": "soft"}, clip, clip * 10 ** (-3 / 20))[
+        "success"
+    ]
     rate = _judge("rate", {"rate": "fast"}, {"rate": "slow"}, clip, clip)
     assert rate["statistic"] == pytest.approx(0.0, abs=1e-6) and not rate["success"]
 
 
 def test_rate_pair_from_a_shorter_copy_of_the_same_syllables():
     slow = _voice(140, seconds=2.0)
-    fast = np.concatenate([slow[: int(1.4 * SR)], np.zeros(int(0.6 * SR), dtype=np.float32)])  # same phones, 30 % less speech
+    fast = np.concatenate(
+        [slow[: int(1.4 * SR)], np.zeros(int(0.6 * SR), dtype=np.float32)]
+    )  # same phones, 30 % less speech
     verdict = _judge("rate", {"rate": "fast"}, {"rate": "slow"}, fast, slow)
     assert verdict["statistic"] == pytest.approx(100 * (2.0 / 1.4 - 1), abs=3.0) and verdict["success"]
 
@@ -121,13 +125,17 @@ def test_rate_pair_from_a_shorter_copy_of_the_same_syllables():
 def test_click_tracks_at_120_and_90_bpm_give_the_instructed_tempo_ratio():
     fast, slow = _click_track(120), _click_track(90)
     tempo = {"genre": "pop", "instrument": "piano", "mode": "major"}
-    verdict = _judge("tempo", {**tempo, "tempo_bpm": 120}, {**tempo, "tempo_bpm": 90}, fast, slow, task="music", text="")
+    verdict = _judge(
+        "tempo", {**tempo, "tempo_bpm": 120}, {**tempo, "tempo_bpm": 90}, fast, slow, task="music", text=""
+    )
     assert verdict["statistic"] == pytest.approx(1.0, abs=0.1) and verdict["success"], verdict
     # Each side's beat-tracked tempo (the absolute column) is right too.
     assert music.estimate_tempo(fast, SR) == pytest.approx(120, rel=0.05)
     assert music.estimate_tempo(slow, SR) == pytest.approx(90, rel=0.05)
     # Labelled the other way round (the "faster" side is the 90 BPM track), the pair fails.
-    wrong = _judge("tempo", {**tempo, "tempo_bpm": 120}, {**tempo, "tempo_bpm": 90}, slow, fast, task="music", text="")
+    wrong = _judge(
+        "tempo", {**tempo, "tempo_bpm": 120}, {**tempo, "tempo_bpm": 90}, slow, fast, task="music", text=""
+    )
     assert wrong["statistic"] == pytest.approx(-1.0, abs=0.1) and not wrong["success"]
 
 
@@ -136,15 +144,21 @@ def test_major_vs_minor_triads_are_a_mode_contrast():
     c_minor, f_minor, g_minor = [60, 63, 67], [65, 68, 72], [67, 70, 74]
     major, minor = _triads([c, f, g, c] * 2), _triads([c_minor, f_minor, g_minor, c_minor] * 2)
     base = {"genre": "pop", "instrument": "piano", "tempo_bpm": 100}
-    verdict = _judge("mode", {**base, "mode": "major"}, {**base, "mode": "minor"}, major, minor, task="music", text="")
+    verdict = _judge(
+        "mode", {**base, "mode": "major"}, {**base, "mode": "minor"}, major, minor, task="music", text=""
+    )
     assert verdict["statistic"] > MEASURES["mode"].margin and verdict["success"], verdict
-    swapped = _judge("mode", {**base, "mode": "major"}, {**base, "mode": "minor"}, minor, major, task="music", text="")
+    swapped = _judge(
+        "mode", {**base, "mode": "major"}, {**base, "mode": "minor"}, minor, major, task="music", text=""
+    )
     assert swapped["statistic"] == pytest.approx(-verdict["statistic"]) and not swapped["success"]
 
 
 def test_instrument_shift_is_measured_in_centroid_distances():
     features = ("brightness", "attack")
-    classifier = NearestCentroidClassifier(features, [0.0, 0.0], [1.0, 1.0], {"piano": [1.0, 0.0], "strings": [-1.0, 0.0]})
+    classifier = NearestCentroidClassifier(
+        features, [0.0, 0.0], [1.0, 1.0], {"piano": [1.0, 0.0], "strings": [-1.0, 0.0]}
+    )
     calibration = Calibration(classifiers={"instrument": classifier}, source={"kind": "test"})
     base = {"genre": "pop", "tempo_bpm": 100, "mode": "major"}
     pair = ContrastPair("p", "instrument", _case("a", "music", {**base, "instrument": "piano"}, "instrument", text=""),
@@ -156,8 +170,15 @@ def test_instrument_shift_is_measured_in_centroid_distances():
     assert judge_pair(pair, timbre(1, 5), timbre(-1, -3), calibration)["statistic"] == pytest.approx(1.0)
     half = judge_pair(pair, timbre(0.05, 0), timbre(-0.05, 0), calibration)
     assert half["statistic"] == pytest.approx(0.05) and not half["success"]  # a 5 % move is below the margin
-    unknown = ContrastPair("p", "instrument", pair.positive, _case("b", "music", {**base, "instrument": "organ"}, "instrument", text=""))
-    assert judge_pair(unknown, timbre(1, 0), timbre(0, 0), calibration)["success"] is None  # no organ centroid
+    unknown = ContrastPair(
+        "p",
+        "instrument",
+        pair.positive,
+        _case("b", "music", {**base, "instrument": "organ"}, "instrument", text=""),
+    )
+    assert (
+        judge_pair(unknown, timbre(1, 0), timbre(0, 0), calibration)["success"] is None
+    )  # no organ centroid
 
 
 def test_dialogue_turn_order_from_the_audio():
@@ -174,7 +195,9 @@ def test_dialogue_turn_order_from_the_audio():
 
 
 def test_silent_side_fails_the_pair_instead_of_vanishing():
-    verdict = _judge("gender", {"gender": "female"}, {"gender": "male"}, _voice(200), np.zeros(SR, dtype=np.float32))
+    verdict = _judge(
+        "gender", {"gender": "female"}, {"gender": "male"}, _voice(200), np.zeros(SR, dtype=np.float32)
+    )
     assert verdict["statistic"] is None and verdict["success"] is False
 
 
@@ -186,7 +209,9 @@ def test_wilson_interval_and_pair_summary():
                for flag, value in ((True, 9.0), (True, 10.0), (False, 1.0))] + [
         {"attribute": "instrument", "success": None, "statistic": None}]  # fmt: skip
     summary = summarize_pairs(results)
-    assert summary["gender"]["accuracy"] == pytest.approx(2 / 3) and summary["gender"]["median_statistic"] == 9.0
+    assert (
+        summary["gender"]["accuracy"] == pytest.approx(2 / 3) and summary["gender"]["median_statistic"] == 9.0
+    )
     assert summary["instrument"]["n"] == 0 and summary["instrument"]["unscored"] == 1
 
 
@@ -194,8 +219,18 @@ def test_wilson_interval_and_pair_summary():
 def _pair_lines(**changes) -> list[dict]:
     side = {"task": "speech", "language": "en", "text": "Hi there.", "audio_length_in_s": 2.0,
             "contrast": {"pair": "p1", "attribute": "pitch"}}  # fmt: skip
-    first = {**side, "id": "a", "instruction": "A man speaks in a high voice.", "expect": {"gender": "male", "pitch": "high"}}
-    second = {**side, "id": "b", "instruction": "A man speaks in a low voice.", "expect": {"gender": "male", "pitch": "low"}}
+    first = {
+        **side,
+        "id": "a",
+        "instruction": "A man speaks in a high voice.",
+        "expect": {"gender": "male", "pitch": "high"},
+    }
+    second = {
+        **side,
+        "id": "b",
+        "instruction": "A man speaks in a low voice.",
+        "expect": {"gender": "male", "pitch": "low"},
+    }
     for key, value in changes.items():
         second[key] = value
     return [first, second]
@@ -209,13 +244,21 @@ def _write(path: Path, records: list) -> Path:
 @pytest.mark.parametrize(
     ("changes", "line", "message"),
     [
-        ({"expect": {"gender": "female", "pitch": "low"}}, 2, "differ in more than one attribute: pitch, gender"),
+        (
+            {"expect": {"gender": "female", "pitch": "low"}},
+            2,
+            "differ in more than one attribute: pitch, gender",
+        ),
         ({"expect": {"gender": "male", "pitch": "high"}}, 2, "expect the same pitch"),
         ({"text": "Bye."}, 2, "differ in text"),
         ({"audio_length_in_s": 3.0}, 2, "differ in audio_length_in_s"),
         ({"instruction": "A man speaks in a high voice."}, 2, "the same instruction"),
         ({"contrast": {"pair": "p1", "attribute": "pich"}}, 2, "unknown contrast attribute 'pich'"),
-        ({"contrast": {"pair": "p1", "attribute": "tempo"}}, 2, "a tempo contrast pairs music cases, not speech"),
+        (
+            {"contrast": {"pair": "p1", "attribute": "tempo"}},
+            2,
+            "a tempo contrast pairs music cases, not speech",
+        ),
         ({"contrast": {"pair": "p2", "attribute": "pitch"}}, 1, "pair 'p1' has only this side"),
         ({"instruction": None}, 2, "'instruction' must be a non-empty string"),
     ],
@@ -228,7 +271,9 @@ def test_broken_pairs_are_reported_with_their_line(tmp_path, changes, line, mess
 
 def test_third_side_missing_field_and_missing_reference(tmp_path):
     lines = _pair_lines()
-    with pytest.raises(CaseFileError, match=r"cases.jsonl:3: pair 'p1' already has two sides \(lines 1 and 2\)"):
+    with pytest.raises(
+        CaseFileError, match=r"cases.jsonl:3: pair 'p1' already has two sides \(lines 1 and 2\)"
+    ):
         load_cases(_write(tmp_path / "cases.jsonl", [*lines, {**lines[1], "id": "c"}]))
     missing = {key: value for key, value in lines[1].items() if key != "text"}
     with pytest.raises(CaseFileError, match=r"cases.jsonl:2: missing required key 'text'"):
@@ -248,12 +293,16 @@ def test_pairs_are_ordered_and_quick_takes_whole_pairs(tmp_path):
             lines.append({"id": f"p{index}{side}", "task": "speech", "language": "en", "text": f"Text {index}.",
                           "instruction": f"A man speaks {value}.", "expect": {"pitch": value},
                           "contrast": {"pair": f"p{index}", "attribute": "pitch"}})  # fmt: skip
-    lines.append({"id": "plain", "task": "speech", "language": "en", "text": "Hi.", "instruction": "A man speaks."})
+    lines.append(
+        {"id": "plain", "task": "speech", "language": "en", "text": "Hi.", "instruction": "A man speaks."}
+    )
     cases = load_cases(_write(tmp_path / "cases.jsonl", lines))
     pairs = build_pairs(cases)
     assert [pair.positive.id for pair in pairs[:2]] == ["p0b", "p1b"] and pairs[0].positive.seed_key == "p0"
     quick = select_quick(cases)
-    assert [case.id for case in quick] == [f"p{i}{s}" for i in range(QUICK_PAIRS_PER_ATTRIBUTE) for s in "ab"] + ["plain"]
+    assert [case.id for case in quick] == [
+        f"p{i}{s}" for i in range(QUICK_PAIRS_PER_ATTRIBUTE) for s in "ab"
+    ] + ["plain"]
 
 
 def test_cli_scores_ground_truth_pairs_from_references(tmp_path):
@@ -269,7 +318,9 @@ def test_cli_scores_ground_truth_pairs_from_references(tmp_path):
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     truth = summary["contrast"]["ground_truth"]["pitch"]
-    assert (truth["correct"], truth["n"]) == (1, 1) and truth["median_statistic"] == pytest.approx(8.84, abs=0.3)
+    assert (truth["correct"], truth["n"]) == (1, 1) and truth["median_statistic"] == pytest.approx(
+        8.84, abs=0.3
+    )
     assert summary["contrast"]["generated"]["pitch"]["n"] == 1
     pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
     assert {pair["audio"] for pair in pairs} == {"generated", "ground_truth"}
@@ -301,7 +352,10 @@ def test_cer_of_a_ground_truth_mandarin_clip():
     text = "王阿姨明天要去医院办事。"
     audio, rate = render_espeak_pinyin(text, "female")  # how the corpus renders Mandarin
     hypothesis = WhisperTranscriber(model="base", language="zh", cpu_threads=1).transcribe(audio, rate)
-    right, wrong = character_errors(text, hypothesis), character_errors("今天下午我们去公园踢足球吧。", hypothesis)
+    right, wrong = (
+        character_errors(text, hypothesis),
+        character_errors("今天下午我们去公园踢足球吧。", hypothesis),
+    )
     assert right.wer < 0.5 < wrong.wer, hypothesis
     assert syllable_errors(text, hypothesis).wer <= right.wer
 
@@ -312,7 +366,10 @@ def test_whisper_base_is_reassembled_once_with_a_hash_check(tmp_path, monkeypatc
     assert (folder / "model.bin").stat().st_size == whisper_models.BASE_MODEL_BYTES
     assert {"config.json", "tokenizer.json", "vocabulary.txt"} <= {p.name for p in folder.iterdir()}
     stamp = (folder / "model.bin").stat().st_mtime_ns
-    assert whisper_models.base_path(tmp_path) == str(folder) and (folder / "model.bin").stat().st_mtime_ns == stamp
+    assert (
+        whisper_models.base_path(tmp_path) == str(folder)
+        and (folder / "model.bin").stat().st_mtime_ns == stamp
+    )
     assert whisper_models.verify_base(str(folder))
     monkeypatch.setattr(whisper_models, "BASE_MODEL_SHA256", "0" * 64)
     with pytest.raises(RuntimeError, match="expected 145217532 bytes"):

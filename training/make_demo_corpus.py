@@ -53,8 +53,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corpus.levels import SAMPLING_RATE, write_wav_atomic  # noqa: E402
 from corpus.contrast import plan_contrast_pairs  # noqa: E402
+from corpus.levels import SAMPLING_RATE, write_wav_atomic  # noqa: E402
 from corpus.plan import GENERATOR_VERSION, PARTS, Job, held_out_sentences, plan_corpus, render_job  # noqa: E402
 from corpus.speech import missing_tools, warm_up  # noqa: E402
 
@@ -200,7 +200,8 @@ def render_all(
     (a rerun retries exactly the failed clips).
     """
     handles = {
-        split: _open_for_append(_folder(output_dir, split) / METADATA_FILE) for split in {job.split for job in jobs}
+        split: _open_for_append(_folder(output_dir, split) / METADATA_FILE)
+        for split in {job.split for job in jobs}
     }
     finished: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
@@ -377,7 +378,9 @@ def build_contrast_pairs(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     missing = missing_tools()
     if missing:
-        print(f"{', '.join(missing)} not found: contrast pairs need flite, espeak-ng and sox.", file=sys.stderr)
+        print(
+            f"{', '.join(missing)} not found: contrast pairs need flite, espeak-ng and sox.", file=sys.stderr
+        )
         return 2
     _check_config(output_dir, args.seed)
     jobs = [
@@ -401,12 +404,17 @@ def build_contrast_pairs(args: argparse.Namespace) -> int:
         measured = {key: previous[key] for key in ("duration_s", "engine_text") if key in previous}
         rows.append(_final_row(job, measured.pop("duration_s"), measured))
     _write_jsonl_atomic(output_dir / METADATA_FILE, rows)
-    complete = {pair for pair, count in Counter(row["contrast"]["pair"] for row in rows).items() if count == 2}
+    complete = {
+        pair for pair, count in Counter(row["contrast"]["pair"] for row in rows).items() if count == 2
+    }
     cases = contrast_cases([row for row in rows if row["contrast"]["pair"] in complete])
     _write_jsonl_atomic(output_dir / CONTRAST_CASES_FILE, cases)
     print(f"{len(complete)} complete pairs, {len(cases)} cases in {output_dir / CONTRAST_CASES_FILE}")
     if failed:
-        print(f"{len(failed)} clip(s) failed (rerun to retry): {', '.join(sorted(failed)[:10])}", file=sys.stderr)
+        print(
+            f"{len(failed)} clip(s) failed (rerun to retry): {', '.join(sorted(failed)[:10])}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -116,7 +116,11 @@ def _speech_pair(attribute: str, index: int, rng: np.random.Generator, sentences
     sides = []
     for persona, value in zip(personas, _SIDE_VALUES[attribute]):
         prosody = _neutral_prosody(attribute, value, rng)
-        mentioned = {"gender": persona.gender} if attribute == "gender" else {"gender": persona.gender, attribute: value}
+        mentioned = (
+            {"gender": persona.gender}
+            if attribute == "gender"
+            else {"gender": persona.gender, attribute: value}
+        )
         instruction = speech_instruction(
             instruction_language, mentioned, np.random.default_rng(instruction_seed), held_out=True
         )
@@ -152,7 +156,12 @@ def _dialogue_pair(index: int, rng: np.random.Generator, sentences: _Sentences):
         attributes: dict[str, Any] = {"speaker_genders": [p.gender for p in order], "turns": turn_count,
                                       "gaps_s": gaps, "loudness": "normal"}  # fmt: skip
         for number, persona in enumerate(order):
-            for key, field in (("persona", "name"), ("gender", "gender"), ("age", "age"), ("engine", "engine")):
+            for key, field in (
+                ("persona", "name"),
+                ("gender", "gender"),
+                ("age", "age"),
+                ("engine", "engine"),
+            ):
                 attributes[f"s{number}_{key}"] = getattr(persona, field)
         sides.append((value, "dialogue", text, language, instruction, render, attributes))
     return sides
@@ -175,7 +184,9 @@ def _music_pair(attribute: str, index: int, rng: np.random.Generator):
         variants = [(mode, replace(spec, mode=mode)) for mode in _SIDE_VALUES["mode"]]
     else:
         first, second = rng.choice(len(music.INSTRUMENTS), size=2, replace=False)
-        variants = [(music.INSTRUMENTS[i], replace(spec, instrument=music.INSTRUMENTS[i])) for i in (first, second)]
+        variants = [
+            (music.INSTRUMENTS[i], replace(spec, instrument=music.INSTRUMENTS[i])) for i in (first, second)
+        ]
     instruction_seed = int(rng.integers(2**31))
     sides = []
     for value, variant in variants:

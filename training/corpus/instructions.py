@@ -248,7 +248,12 @@ def music_contrast_instruction(
         "tempo": writer.phrase("tempo", "any", bpm=bpm),
         "key": writer.phrase("mode", mode),
     }
-    mentioned = {"genre": attributes["genre"], "instrument": attributes["instrument"], "tempo_bpm": bpm, "mode": mode}
+    mentioned = {
+        "genre": attributes["genre"],
+        "instrument": attributes["instrument"],
+        "tempo_bpm": bpm,
+        "mode": mode,
+    }
     return Instruction(writer.finish(frame, slots), language, writer.ids, mentioned)
 
 

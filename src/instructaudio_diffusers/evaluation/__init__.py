@@ -16,8 +16,8 @@ come with the `eval` extra: `pip install -e ".[eval]"` from a checkout; they are
 
 from .asr import WhisperTranscriber, WordErrors, normalize_for_wer, wer, word_errors
 from .cases import CaseFileError, EvaluationCase, GroundTruthItem, load_cases, load_ground_truth
-from .contrast import MEASURES, ContrastPair, build_pairs, judge_pair
 from .classifiers import Calibration, NearestCentroidClassifier, ThresholdClassifier
+from .contrast import MEASURES, ContrastPair, build_pairs, judge_pair
 from .evaluate import EvaluationSettings, run_evaluation
 from .mandarin import cer, character_errors, syllable_errors
 from .mcd import mel_cepstral_distortion, pinyin_engine_text, render_espeak_pinyin

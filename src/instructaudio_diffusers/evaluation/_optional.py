@@ -50,7 +50,9 @@ def _import_with_pkg_resources_stand_in(module_name: str, purpose: str) -> Modul
     stand_in.resource_filename = lambda package, resource: str(importlib.resources.files(package) / resource)
     sys.modules["pkg_resources"] = stand_in
     try:
-        for name in [name for name in sys.modules if name == module_name or name.startswith(module_name + ".")]:
+        for name in [
+            name for name in sys.modules if name == module_name or name.startswith(module_name + ".")
+        ]:
             del sys.modules[name]  # half-initialised modules from the failed attempt
         return import_optional(module_name, purpose)
     finally:

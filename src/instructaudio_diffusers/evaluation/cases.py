@@ -270,7 +270,9 @@ def _check_contrast(contrast: Any, task: str) -> dict[str, str] | None:
     if contrast is None:
         return None
     if not isinstance(contrast, dict) or not isinstance(contrast.get("pair"), str) or not contrast["pair"]:
-        raise ValueError(f"'contrast' must be an object with a 'pair' id and an 'attribute', got {contrast!r}.")
+        raise ValueError(
+            f"'contrast' must be an object with a 'pair' id and an 'attribute', got {contrast!r}."
+        )
     attribute = contrast.get("attribute")
     if attribute not in CONTRAST_EXPECT_KEYS:
         raise ValueError(

@@ -75,7 +75,9 @@ MEASURES: dict[str, ContrastMeasure] = {
     "rate": ContrastMeasure("%", 15.0, description="phones per second, fast over slow side, minus 1"),
     "loudness": ContrastMeasure("dB", 6.0, description="active-speech level, loud minus soft side"),
     "tempo": ContrastMeasure(
-        "log ratio / instructed", 0.25, two_sided=True,
+        "log ratio / instructed",
+        0.25,
+        two_sided=True,
         description="log beat-tracked tempo ratio over log instructed ratio",
     ),  # fmt: skip
     "mode": ContrastMeasure("score", 0.1, description="Krumhansl major-minor score, major minus minor side"),

@@ -53,7 +53,14 @@ from .cases import (
 from .classifiers import Calibration
 from .contrast import build_pairs, judge_pair
 from .measure import Measurer, ReferenceCache, wants_english_asr, wants_mandarin_asr
-from .report import build_summary, summarize_rates, summarize_values, summarize_verdicts, write_jsonl, write_summary
+from .report import (
+    build_summary,
+    summarize_rates,
+    summarize_values,
+    summarize_verdicts,
+    write_jsonl,
+    write_summary,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +147,9 @@ def _measure_items(
             reference["asr"] = {"tiny.en": {"hypothesis": hypothesis, **_errors(item.text, hypothesis)}}
         elif references and item.task == "speech" and item.language == "zh":
             try:
-                reference["mcd_db"] = measurer.mcd(audio, sampling_rate, item.text, item.attributes.get("gender"))
+                reference["mcd_db"] = measurer.mcd(
+                    audio, sampling_rate, item.text, item.attributes.get("gender")
+                )
             except ValueError as err:  # e.g. a Chinese text with Latin letters: no pinyin reference
                 logger.warning("no MCD reference for %s: %s", item.path, err)
         measured.append((item, features, reference))
@@ -276,7 +285,9 @@ def evaluate_case(
         audio_s = audio.size / sampling_rate
         row.update(wav=wav_path, audio_s=audio_s, generation_s=generation_s, rtf=generation_s / audio_s)
         row.update(
-            measurer.measure(audio, sampling_rate, case.task, case.language, case.text, case.expect.get("gender"))
+            measurer.measure(
+                audio, sampling_rate, case.task, case.language, case.text, case.expect.get("gender")
+            )
         )
         row["attributes"] = judge(row["features"], case.expect, calibration, case.language, case.task)
     except ImportError:
@@ -345,7 +356,12 @@ def run_evaluation(settings: EvaluationSettings) -> dict[str, Any]:
     )
     reference_failures: list[dict[str, str]] = []
     reference_measured = measure_references(
-        cases, references, measurer, ReferenceCache(cache_path, settings.asr), settings.progress, reference_failures
+        cases,
+        references,
+        measurer,
+        ReferenceCache(cache_path, settings.asr),
+        settings.progress,
+        reference_failures,
     )
     for case in cases:
         if case.id in reference_measured:
@@ -392,7 +408,9 @@ def run_evaluation(settings: EvaluationSettings) -> dict[str, Any]:
         "model_load_s": model_load_s,
         "wall_s": time.perf_counter() - started_run,
     }
-    unmeasured = dict(Counter(name for case in cases for name in case.expect if name in UNMEASURED_ATTRIBUTES))
+    unmeasured = dict(
+        Counter(name for case in cases for name in case.expect if name in UNMEASURED_ATTRIBUTES)
+    )
     summary = build_summary(header, rows, pairs, calibration, unmeasured)
     summary["failures"] += reference_failures
     write_summary(settings.out, summary)

@@ -51,7 +51,9 @@ def cer_units(text: str) -> list[str]:
             units.append(latin.lower())
             continue
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # characters without a reading are dropped, as intended
+            warnings.simplefilter(
+                "ignore", UserWarning
+            )  # characters without a reading are dropped, as intended
             units.extend(_KEEP.findall(normalize_chinese(other)) if other.strip() else [])
     return units
 

@@ -59,7 +59,9 @@ class Measurer:
         key = (model, language)
         if key not in self._transcribers:
             # One CTranslate2 model per (model, language); the base model is small enough to hold twice.
-            self._transcribers[key] = WhisperTranscriber(compute_type=self.compute_type, model=model, language=language)
+            self._transcribers[key] = WhisperTranscriber(
+                compute_type=self.compute_type, model=model, language=language
+            )
         return self._transcribers[key]
 
     def load_asr(self, english: bool, mandarin: bool) -> None:

@@ -123,7 +123,9 @@ def key_from_chroma(chroma_mean: np.ndarray) -> dict:
     }
 
 
-def estimate_key(audio: np.ndarray, sampling_rate: int = MUSIC_SAMPLING_RATE, harmonic: np.ndarray | None = None) -> dict:
+def estimate_key(
+    audio: np.ndarray, sampling_rate: int = MUSIC_SAMPLING_RATE, harmonic: np.ndarray | None = None
+) -> dict:
     """Key and mode of a clip: mean constant-Q chroma of its harmonic part (HPSS), then `key_from_chroma`;
     the mean chroma (C first) is returned too, as `chroma`. `harmonic` is the clip's harmonic part when the
     caller already separated it (at `MUSIC_SAMPLING_RATE`)."""
@@ -148,7 +150,10 @@ def mode_contrast(chroma_major: np.ndarray, chroma_minor: np.ndarray) -> float:
                                      _profile_correlations(pooled, KRUMHANSL_MINOR))))  # fmt: skip
 
     def score(chroma: np.ndarray) -> float:
-        major, minor = _profile_correlations(chroma, KRUMHANSL_MAJOR), _profile_correlations(chroma, KRUMHANSL_MINOR)
+        major, minor = (
+            _profile_correlations(chroma, KRUMHANSL_MAJOR),
+            _profile_correlations(chroma, KRUMHANSL_MINOR),
+        )
         return float(major[tonic] - minor[tonic])
 
     return score(first) - score(second)
@@ -170,12 +175,16 @@ def log_lag_autocorrelation(envelope: np.ndarray, frame_rate: float) -> list[flo
     correlation /= correlation[0] + 1e-12
     lags = np.arange(size) / frame_rate
     keep = lags <= 0.6 * size / frame_rate
-    grid = LOG_LAG_MIN_S * 2.0 ** (np.arange(int(LOG_LAG_OCTAVES * LOG_LAG_BINS_PER_OCTAVE)) / LOG_LAG_BINS_PER_OCTAVE)
+    grid = LOG_LAG_MIN_S * 2.0 ** (
+        np.arange(int(LOG_LAG_OCTAVES * LOG_LAG_BINS_PER_OCTAVE)) / LOG_LAG_BINS_PER_OCTAVE
+    )
     values = np.interp(grid, lags[keep], correlation[keep], right=np.nan)
     return [None if np.isnan(value) else float(value) for value in values]
 
 
-def tempo_ratio(faster: list[float | None], slower: list[float | None], max_octaves: float = 1.5) -> float | None:
+def tempo_ratio(
+    faster: list[float | None], slower: list[float | None], max_octaves: float = 1.5
+) -> float | None:
     """Tempo of the first clip over the second from their `log_lag_autocorrelation` curves.
 
     The slower clip's periodicities sit at proportionally longer lags, so its curve is the faster one's shifted
@@ -231,7 +240,9 @@ def _analyse_music(audio: np.ndarray) -> dict:
     magnitude = np.abs(stft)
     harmonic, percussive = librosa.decompose.hpss(stft)
     # The same separation `librosa.effects.harmonic` makes, done once for both chroma and timbre.
-    key = estimate_key(audio, sr, harmonic=librosa.istft(harmonic, hop_length=HOP, n_fft=N_FFT, length=audio.size))
+    key = estimate_key(
+        audio, sr, harmonic=librosa.istft(harmonic, hop_length=HOP, n_fft=N_FFT, length=audio.size)
+    )
     envelope = librosa.onset.onset_strength(y=audio, sr=sr, hop_length=HOP)
 
     eps = 1e-10

@@ -45,7 +45,12 @@ def _fraction(flags: list[bool]) -> float | None:
 
 def _accuracy(flags: list[bool]) -> dict[str, Any]:
     correct = int(sum(flags))
-    return {"accuracy": _fraction(flags), "correct": correct, "n": len(flags), "ci95": wilson_interval(correct, len(flags))}
+    return {
+        "accuracy": _fraction(flags),
+        "correct": correct,
+        "n": len(flags),
+        "ci95": wilson_interval(correct, len(flags)),
+    }
 
 
 def summarize_verdicts(verdicts: Iterable[dict[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -55,7 +60,9 @@ def summarize_verdicts(verdicts: Iterable[dict[str, dict[str, Any]]]) -> dict[st
         `{"attributes": {name: {"accuracy", "correct", "n", "ci95"}}, "tempo": {...},
         "dialogue": {"pass_rate", "n", "ci95"}}`; only scored results (`correct` not None) count.
     """
-    scored: dict[str, list[bool]] = {name: [] for name in (*CLASSIFIED_ATTRIBUTES, "speakers", "speaker_order")}
+    scored: dict[str, list[bool]] = {
+        name: [] for name in (*CLASSIFIED_ATTRIBUTES, "speakers", "speaker_order")
+    }
     tempo_rows: list[dict[str, Any]] = []
     for verdict in verdicts:
         for name, result in verdict.items():
@@ -87,7 +94,9 @@ def summarize_rates(results: list[dict[str, Any]]) -> dict[str, Any]:
     totals = {key: int(sum(result.get(key, 0) for result in results))
               for key in ("substitutions", "deletions", "insertions", "errors", "reference_words")}  # fmt: skip
     rate = totals["errors"] / totals["reference_words"] if totals["reference_words"] else None
-    per_utterance = [result["errors"] / result["reference_words"] for result in results if result["reference_words"]]
+    per_utterance = [
+        result["errors"] / result["reference_words"] for result in results if result["reference_words"]
+    ]
     return {
         "rate": rate if results else None,
         "corpus_wer": rate if results else None,
@@ -131,7 +140,11 @@ def _intelligibility(rows: list[dict[str, Any]], source: str | None) -> dict[str
     """Each `INTELLIGIBILITY` measure over `rows` (generated) or over their references (`source="reference"`)."""
     summary = {}
     for name, _, path, language in INTELLIGIBILITY:
-        measured = [row.get("reference") if source == "reference" else row for row in rows if row["language"] == language]
+        measured = [
+            row.get("reference") if source == "reference" else row
+            for row in rows
+            if row["language"] == language
+        ]
         entries = [entry for entry in (_asr_entry(item, path) for item in measured) if entry is not None]
         summary[name] = summarize_rates(entries)
     return summary
@@ -141,7 +154,12 @@ def _intelligibility(rows: list[dict[str, Any]], source: str | None) -> dict[str
 def _cell_accuracy(entry: dict[str, Any] | None) -> dict[str, Any] | None:
     if not entry or not entry.get("n"):
         return None
-    return {"value": entry["accuracy"], "n": entry["n"], "correct": entry["correct"], "ci95": entry.get("ci95")}
+    return {
+        "value": entry["accuracy"],
+        "n": entry["n"],
+        "correct": entry["correct"],
+        "ci95": entry.get("ci95"),
+    }
 
 
 def _cell_rate(entry: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -217,7 +235,10 @@ def task_tables(
                                 "n": generated_verdicts["dialogue"]["n"], "ci95": generated_verdicts["dialogue"].get("ci95")})  # fmt: skip
             truth_cell = _truth_attribute(truth, attribute)
             if generated or truth_cell:
-                label = {"speakers": "speakers' genders (classifier)", "speaker_order": "speaker order (F0 of the turns)"}
+                label = {
+                    "speakers": "speakers' genders (classifier)",
+                    "speaker_order": "speaker order (F0 of the turns)",
+                }
                 table.append({"measure": f"{label.get(attribute, attribute)} (absolute)", "kind": "accuracy",
                               "generated": generated, "ground_truth": truth_cell})  # fmt: skip
         rtf = summarize_rtf(task_rows)
@@ -297,12 +318,16 @@ def build_summary(
         "ground_truth": truth_all,
         "ceiling": calibration.ceiling or None,
         "wer": {
-            "generated": summarize_rates([e for e in (_asr_entry(row, ("tiny.en",)) for row in english) if e]),
+            "generated": summarize_rates(
+                [e for e in (_asr_entry(row, ("tiny.en",)) for row in english) if e]
+            ),
             "ground_truth": reference_wer,
         },
         "mcd": {
             "generated": summarize_values([row["mcd_db"] for row in done if "mcd_db" in row]),
-            "ground_truth": summarize_values(truth_mcd) if with_reference else (calibration.reference or {}).get("mcd"),
+            "ground_truth": summarize_values(truth_mcd)
+            if with_reference
+            else (calibration.reference or {}).get("mcd"),
         },
         "rtf": summarize_rtf(done, header.get("model_load_s")),
         "unmeasured": unmeasured,
@@ -401,7 +426,11 @@ def render_markdown(summary: dict[str, Any]) -> str:
         counts = ", ".join(f"{name} ({count})" for name, count in summary["unmeasured"].items())
         lines += [f"Stated by instructions but not measured offline: {counts}.", ""]
     if summary["failures"]:
-        lines += ["## Failed cases", ""] + [f"- `{item['id']}`: {item['error']}" for item in summary["failures"]] + [""]
+        lines += (
+            ["## Failed cases", ""]
+            + [f"- `{item['id']}`: {item['error']}" for item in summary["failures"]]
+            + [""]
+        )
     return "\n".join(lines)
 
 

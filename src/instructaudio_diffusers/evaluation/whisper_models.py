@@ -76,7 +76,11 @@ def base_path(cache: Path | None = None) -> str:
     """
     folder = (cache or cache_folder()) / f"whisper-base-ct2-{BASE_MODEL_SHA256[:12]}"
     model = folder / "model.bin"
-    if model.is_file() and model.stat().st_size == BASE_MODEL_BYTES and (folder / "model.bin.sha256").is_file():
+    if (
+        model.is_file()
+        and model.stat().st_size == BASE_MODEL_BYTES
+        and (folder / "model.bin.sha256").is_file()
+    ):
         return str(folder)
     parts = [_part_data(module, distribution) / name for module, distribution, name in _BASE_PARTS]
     for (_, distribution, _), part in zip(_BASE_PARTS, parts):
