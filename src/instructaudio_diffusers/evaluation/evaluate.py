@@ -16,6 +16,10 @@ Steps of `run_evaluation`:
 6. score the contrast pairs on the generated audio and on the references;
 7. write `cases.jsonl`, `pairs.jsonl`, `summary.json`, `summary.md` and `model_card_evaluation.md`.
 
+Each finished case is also appended to `cases.partial.jsonl` as it finishes; `--resume` reuses the rows there
+that were made with the same model, steps, guidance, case and seed (and whose wav exists), so a killed long
+run only redoes the case in flight.
+
 Seeds: a case's seed is `seed` combined with its id, or with its pair id for a contrast side, so both sides
 of a pair share one seed, and a case sounds the same whatever its position in the file and whatever
 `--limit` or `--quick` are.
@@ -26,6 +30,7 @@ of a pair share one seed, and a case sounds the same whatever its position in th
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -69,6 +74,7 @@ TINY_RANDOM = "tiny-random"
 
 QUICK_PAIRS_PER_ATTRIBUTE = 4
 QUICK_CASES_PER_TASK = 20
+PARTIAL_CASES_FILE = "cases.partial.jsonl"
 
 
 @dataclass
@@ -91,6 +97,7 @@ class EvaluationSettings:
     asr: bool = True
     whisper_compute_type: str = "int8"
     progress: bool = True
+    resume: bool = False
 
 
 def case_seed(seed: int, case_id: str) -> int:
@@ -324,6 +331,37 @@ def _warm_up(pipe: Any, case: EvaluationCase, audio_length_in_s: float | None) -
         logger.warning("warm-up call failed (%s); timings of the first case include one-off costs", err)
 
 
+def _finished_rows(
+    path: str, run_key: dict[str, Any], settings: EvaluationSettings
+) -> dict[str, dict[str, Any]]:
+    """Rows of `path` (`PARTIAL_CASES_FILE`) made with the same model and sampling, whose wav still exists
+    and that did not fail; a line cut short by a killed run is skipped."""
+    finished = {}
+    if not os.path.isfile(path):
+        return finished
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            row = entry.get("row", {})
+            if (
+                entry.get("run") == run_key
+                and "error" not in row
+                and os.path.isfile(os.path.join(settings.out, row.get("wav", "")))
+            ):
+                finished[row["id"]] = row
+    return finished
+
+
+def _same_case(row: dict[str, Any], case: EvaluationCase, settings: EvaluationSettings) -> bool:
+    """Whether a finished row was generated from exactly this case (text, instruction, length and seed)."""
+    return row.get("seed") == case_seed(settings.seed, case.seed_key) and all(
+        row.get(name) == value for name, value in case.to_dict().items()
+    )
+
+
 def _judge_pairs(
     cases: list[EvaluationCase], features: dict[str, dict[str, Any]], calibration: Calibration
 ) -> list[dict[str, Any]]:
@@ -372,13 +410,23 @@ def run_evaluation(settings: EvaluationSettings) -> dict[str, Any]:
     pipe = load_pipeline(settings.model)
     model_load_s = time.perf_counter() - started
     _warm_up(pipe, cases[0], _audio_length(cases[0], pipe, settings))
+    run_key = {"model": settings.model, "steps": settings.steps, "guidance": settings.guidance}
+    partial_path = os.path.join(settings.out, PARTIAL_CASES_FILE)
+    finished = _finished_rows(partial_path, run_key, settings) if settings.resume else {}
     rows = []
     bar = tqdm(cases, desc="cases", unit="case", disable=not settings.progress, dynamic_ncols=True)
-    for case in bar:
-        rows.append(evaluate_case(case, pipe, settings, measurer, calibration))
-        if case.id in reference_measured:
-            rows[-1]["reference"] = reference_measured[case.id]
-        bar.set_postfix(failed=sum("error" in row for row in rows))
+    with open(partial_path, "a" if settings.resume else "w", encoding="utf-8") as partial:
+        for case in bar:
+            row = finished.get(case.id)
+            if row is None or not _same_case(row, case, settings):
+                row = evaluate_case(case, pipe, settings, measurer, calibration)
+                # One line per finished case: a killed run resumes (--resume) without redoing it.
+                partial.write(json.dumps({"run": run_key, "row": row}, ensure_ascii=False) + "\n")
+                partial.flush()
+            rows.append(row)
+            if case.id in reference_measured:
+                rows[-1]["reference"] = reference_measured[case.id]
+            bar.set_postfix(failed=sum("error" in row for row in rows))
     done = [row for row in rows if "error" not in row]
     pairs = {
         "generated": _judge_pairs(cases, {row["id"]: row["features"] for row in done}, calibration),
