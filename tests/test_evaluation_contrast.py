@@ -400,3 +400,14 @@ def test_resume_reuses_finished_cases_of_the_same_run(tmp_path):
     assert [row["generation_s"] for row in resumed] == [row["generation_s"] for row in first]
     assert main([*args[:-3], "2", "--skip_asr", "--no_progress", "--resume"]) == 0  # other steps: generated anew
     assert len(partial.read_text().splitlines()) == 4
+
+
+def test_pair_length_predicted_leaves_contrast_lengths_to_the_model():
+    from instructaudio_diffusers.evaluation.evaluate import EvaluationSettings, _audio_length
+
+    paired = _case("a", "speech", {"rate": "fast"}, "rate")
+    single = EvaluationCase("s", "speech", "en", "A man speaks.", "Hi.", 2.0)
+    for pair_length, expected in (("case", 2.0), ("predicted", None)):
+        settings = EvaluationSettings(model="some/model", cases="", out="", pair_length=pair_length)
+        assert _audio_length(paired, None, settings) == expected
+        assert _audio_length(single, None, settings) == 2.0  # unpaired cases keep theirs

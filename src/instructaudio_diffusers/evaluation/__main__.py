@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a fixed subset: the first 4 pairs of each contrast attribute and 20 unpaired cases per task",
     )
+    parser.add_argument(
+        "--pair_length",
+        choices=("case", "predicted"),
+        default="case",
+        help="length of contrast sides: the case's (one length per pair, the default) or none, so the model's "
+        "duration predictor sets each side's length (speaking rate then shows in the length too)",
+    )
     parser.add_argument("--steps", type=_positive_int, default=32, help="denoising steps (default 32)")
     parser.add_argument(
         "--guidance", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)"
@@ -115,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
         progress=not args.no_progress,
         resume=args.resume,
+        pair_length=args.pair_length,
         steps=args.steps,
         guidance=args.guidance,
         seed=args.seed,

@@ -78,9 +78,11 @@ MEASURES: dict[str, ContrastMeasure] = {
         "log ratio / instructed",
         0.25,
         two_sided=True,
-        description="log beat-tracked tempo ratio over log instructed ratio",
+        description="log tempo ratio (onset autocorrelation shift) over log instructed ratio",
     ),  # fmt: skip
-    "mode": ContrastMeasure("score", 0.1, description="Krumhansl major-minor score, major minus minor side"),
+    "mode": ContrastMeasure(
+        "score", 0.1, description="Krumhansl major-minor score at the shared tonic, major minus minor side"
+    ),
     "instrument": ContrastMeasure(
         "centroid distances", 0.2, description="timbre shift along the axis between the two instruments"
     ),

@@ -98,6 +98,9 @@ class EvaluationSettings:
     whisper_compute_type: str = "int8"
     progress: bool = True
     resume: bool = False
+    pair_length: str = (
+        "case"  # "predicted": contrast sides get no length; the model's duration predictor decides
+    )
 
 
 def case_seed(seed: int, case_id: str) -> int:
@@ -309,6 +312,8 @@ def _audio_length(case: EvaluationCase, pipe: Any, settings: EvaluationSettings)
     """The case's length, shortened to the model's limit for the self-test model only (it places ~2 s), so
     that real case files can exercise the harness; a trained model gets exactly what the case asks for."""
     length = case.audio_length_in_s
+    if case.contrast and settings.pair_length == "predicted":
+        return None
     if settings.model == TINY_RANDOM and length is not None:
         return min(length, pipe.max_audio_length_in_s)
     return length
@@ -411,6 +416,8 @@ def run_evaluation(settings: EvaluationSettings) -> dict[str, Any]:
     model_load_s = time.perf_counter() - started
     _warm_up(pipe, cases[0], _audio_length(cases[0], pipe, settings))
     run_key = {"model": settings.model, "steps": settings.steps, "guidance": settings.guidance}
+    if settings.pair_length != "case":
+        run_key["pair_length"] = settings.pair_length
     partial_path = os.path.join(settings.out, PARTIAL_CASES_FILE)
     finished = _finished_rows(partial_path, run_key, settings) if settings.resume else {}
     rows = []
@@ -445,6 +452,7 @@ def run_evaluation(settings: EvaluationSettings) -> dict[str, Any]:
         "package_version": __version__,
         "cases_file": os.path.abspath(settings.cases),
         "quick": settings.quick,
+        "pair_length": settings.pair_length,
         "references": os.path.abspath(settings.references) if settings.references else None,
         "num_cases": len(rows),
         "num_failed": len(rows) - len(done),
