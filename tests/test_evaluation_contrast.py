@@ -411,3 +411,14 @@ def test_pair_length_predicted_leaves_contrast_lengths_to_the_model():
         settings = EvaluationSettings(model="some/model", cases="", out="", pair_length=pair_length)
         assert _audio_length(paired, None, settings) == expected
         assert _audio_length(single, None, settings) == 2.0  # unpaired cases keep theirs
+
+
+def test_stale_transcripts_are_redone_alone():
+    from instructaudio_diffusers.evaluation.measure import ASR_VERSION, Measurer
+
+    measurer = Measurer(asr=False)
+    stale = {"features": {"f0_median_hz": 120.0}, "asr": {"tiny.en": {"hypothesis": "old"}}}
+    assert measurer.needs_asr_refresh(stale) and not measurer.needs_asr_refresh({"features": {}})
+    measurer.refresh_asr(stale, np.zeros(SR, dtype=np.float32), SR, "speech", "en", "Hi.")
+    assert "asr" not in stale and stale["features"] == {"f0_median_hz": 120.0}  # ASR off: the old one is dropped
+    assert not measurer.needs_asr_refresh({"asr": {}, "asr_version": ASR_VERSION})

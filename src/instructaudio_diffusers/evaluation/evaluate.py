@@ -18,7 +18,8 @@ Steps of `run_evaluation`:
 
 Each finished case is also appended to `cases.partial.jsonl` as it finishes; `--resume` reuses the rows there
 that were made with the same model, steps, guidance, case and seed (and whose wav exists), so a killed long
-run only redoes the case in flight.
+run only redoes the case in flight; a reused row whose transcripts predate `measure.ASR_VERSION` is
+transcribed again from its wav, without generating it again.
 
 Seeds: a case's seed is `seed` combined with its id, or with its pair id for a contrast side, so both sides
 of a pair share one seed, and a case sounds the same whatever its position in the file and whatever
@@ -247,6 +248,10 @@ def measure_references(
         gender = case.expect.get("gender")
         key = cache.key(references[case.id], case.task, case.language, case.text, gender)
         entry = cache.get(key)
+        if entry is not None and measurer.needs_asr_refresh(entry):
+            audio, sampling_rate = load_audio(references[case.id])
+            measurer.refresh_asr(entry, audio, sampling_rate, case.task, case.language, case.text)
+            cache.put(key, entry)
         if entry is None:
             audio, sampling_rate = load_audio(references[case.id])
             try:
@@ -425,7 +430,11 @@ def run_evaluation(settings: EvaluationSettings) -> dict[str, Any]:
     with open(partial_path, "a" if settings.resume else "w", encoding="utf-8") as partial:
         for case in bar:
             row = finished.get(case.id)
-            if row is None or not _same_case(row, case, settings):
+            if row is not None and _same_case(row, case, settings) and measurer.needs_asr_refresh(row):
+                audio, sampling_rate = load_audio(os.path.join(settings.out, row["wav"]))
+                measurer.refresh_asr(row, audio, sampling_rate, case.task, case.language, case.text)
+                partial.write(json.dumps({"run": run_key, "row": row}, ensure_ascii=False) + "\n")
+            elif row is None or not _same_case(row, case, settings):
                 row = evaluate_case(case, pipe, settings, measurer, calibration)
                 # One line per finished case: a killed run resumes (--resume) without redoing it.
                 partial.write(json.dumps({"run": run_key, "row": row}, ensure_ascii=False) + "\n")

@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 #: Bump when a measurement changes, so cached reference measurements are redone.
 MEASUREMENT_VERSION = 3
+#: Bump when only the transcription changes: cached and resumed measurements then redo their `asr` entry
+#: alone, from the audio, instead of everything.
+ASR_VERSION = 2
 ENGLISH_ASR_MODELS = ("tiny.en", "base")
 
 
@@ -98,9 +101,7 @@ class Measurer:
     ) -> dict[str, Any]:
         """Measurement dict of one clip (module docstring)."""
         measured: dict[str, Any] = {"features": self.analyzer.measure(audio, sampling_rate, task, text)}
-        asr = self.intelligibility(audio, sampling_rate, task, language, text)
-        if asr is not None:
-            measured["asr"] = asr
+        self.refresh_asr(measured, audio, sampling_rate, task, language, text)
         if task == "speech" and language == "zh":
             # A text espeak-ng's pinyin voice cannot read (Latin letters) has no reference: skip, not fail.
             try:
@@ -108,6 +109,25 @@ class Measurer:
             except ValueError as err:
                 measured["mcd_skipped"] = str(err)
         return measured
+
+    def refresh_asr(
+        self,
+        measured: dict[str, Any],
+        audio: np.ndarray,
+        sampling_rate: int,
+        task: str,
+        language: str,
+        text: str,
+    ) -> None:
+        """Set (or redo) the `asr` entry of a measurement dict, stamped with `ASR_VERSION`."""
+        asr = self.intelligibility(audio, sampling_rate, task, language, text)
+        measured.pop("asr", None)
+        if asr is not None:
+            measured["asr"], measured["asr_version"] = asr, ASR_VERSION
+
+    @staticmethod
+    def needs_asr_refresh(measured: dict[str, Any]) -> bool:
+        return "asr" in measured and measured.get("asr_version") != ASR_VERSION
 
     @staticmethod
     def mcd(audio: np.ndarray, sampling_rate: int, text: str, gender: str | None) -> float:
