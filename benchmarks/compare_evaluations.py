@@ -22,12 +22,12 @@ from typing import Any
 from instructaudio_diffusers.evaluation.contrast import summarize_pairs
 from instructaudio_diffusers.evaluation.report import CLASSIFIED_ATTRIBUTES, summarize_verdicts
 
-#: (name, path inside a row's `asr`); an old row's `asr` is the tiny.en result itself.
+#: (name, path inside a row's `asr`, language of the rows it covers); an old row's `asr` is the tiny.en result.
 RATES = (
-    ("english_wer", ("tiny.en",)),
-    ("english_wer_base", ("base",)),
-    ("mandarin_cer", ("base", "cer")),
-    ("mandarin_pinyin_ser", ("base", "pinyin")),
+    ("english_wer", ("tiny.en",), "en"),
+    ("english_wer_base", ("base",), "en"),
+    ("mandarin_cer", ("base", "cer"), "zh"),
+    ("mandarin_pinyin_ser", ("base", "pinyin"), "zh"),
 )
 
 
@@ -80,8 +80,8 @@ def measure(rows: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> dict[str
         },
         **{
             name: rate(entries)
-            for name, path in RATES
-            if (entries := [e for e in (_asr(row, path) for row in rows) if e is not None])
+            for name, path, language in RATES
+            if (entries := [e for row in rows if row.get("language") == language and (e := _asr(row, path))])
         },  # fmt: skip
         "mandarin_mcd_db": {"value": sum(mcd) / len(mcd) if mcd else None, "n": len(mcd)},
         "tempo_within_tolerance": {

@@ -21,6 +21,7 @@ def row(case_id, gender_ok, errors, generation_s=1.0, **extra):
         "asr": {"errors": errors, "reference_words": 10},
         "generation_s": generation_s,
         "audio_s": 2.0,
+        "language": "en",
         **extra,
     }
 
@@ -58,6 +59,7 @@ def test_new_runs_compare_contrast_pairs_and_both_asr_models(tmp_path, capsys):
         counts = {"substitutions": 0, "deletions": 0, "insertions": 0, "reference_words": 10}
         return {
             "id": case_id,
+            "language": "en",
             "attributes": {},
             "generation_s": 1.0,
             "audio_s": 2.0,
@@ -90,8 +92,16 @@ def test_new_runs_compare_contrast_pairs_and_both_asr_models(tmp_path, capsys):
     (tmp_path / "b" / "cases.jsonl").write_text(
         "\n".join(json.dumps(new_row(i, 1, 3)) for i in ("pa", "pb", "qa")) + "\n"
     )
+    # A Mandarin row: its base entry holds CER and pinyin counts, and must not be read as an English WER.
+    counts = {"substitutions": 1, "deletions": 0, "insertions": 0, "errors": 1, "reference_words": 4}
+    mandarin = {"id": "zh", "language": "zh", "attributes": {}, "generation_s": 1.0, "audio_s": 2.0,
+                "asr": {"base": {"hypothesis": "x", "cer": counts, "pinyin": {**counts, "errors": 0}}}}  # fmt: skip
+    for folder in ("a", "b"):
+        with open(tmp_path / folder / "cases.jsonl", "a") as handle:
+            handle.write(json.dumps(mandarin) + "\n")
     assert main(runs) == 0
     printed = capsys.readouterr().out
+    assert "| mandarin_cer | 25.0 % (n=1) | 25.0 % (n=1) |" in printed
     assert "| contrast_pitch | 100.0 % (n=1) | 100.0 % (n=1) |" in printed
     assert "| english_wer | 10.0 % (n=3) | 10.0 % (n=3) |" in printed
     assert "| english_wer_base | 30.0 % (n=3) | 30.0 % (n=3) |" in printed

@@ -11,7 +11,6 @@ sys.path.insert(0, str(REPO / "training"))
 
 import make_demo_corpus  # noqa: E402
 from corpus import contrast, instructions, plan  # noqa: E402
-
 from instructaudio_diffusers.evaluation.cases import load_cases  # noqa: E402
 
 
@@ -26,7 +25,7 @@ def test_pairs_differ_in_one_attribute_and_read_held_out_material(tmp_path):
         for template_id, _ in instructions.iter_template_ids(language, held_out=True)
     }
     rows = []
-    for (_, path_a, render_a, row_a), (_, path_b, render_b, row_b) in zip(planned[::2], planned[1::2]):
+    for (_, _, render_a, row_a), (_, _, render_b, row_b) in zip(planned[::2], planned[1::2]):
         assert row_a["contrast"]["pair"] == row_b["contrast"]["pair"] and row_a["text"] == row_b["text"]
         assert row_a["instruction"] != row_b["instruction"] and render_a != render_b
         for row in (row_a, row_b):

@@ -398,7 +398,9 @@ def test_resume_reuses_finished_cases_of_the_same_run(tmp_path):
     assert len(partial.read_text().splitlines()) == 2  # nothing regenerated
     resumed = [json.loads(line) for line in (out / "cases.jsonl").read_text().splitlines()]
     assert [row["generation_s"] for row in resumed] == [row["generation_s"] for row in first]
-    assert main([*args[:-3], "2", "--skip_asr", "--no_progress", "--resume"]) == 0  # other steps: generated anew
+    assert (
+        main([*args[:-3], "2", "--skip_asr", "--no_progress", "--resume"]) == 0
+    )  # other steps: generated anew
     assert len(partial.read_text().splitlines()) == 4
 
 
@@ -420,5 +422,7 @@ def test_stale_transcripts_are_redone_alone():
     stale = {"features": {"f0_median_hz": 120.0}, "asr": {"tiny.en": {"hypothesis": "old"}}}
     assert measurer.needs_asr_refresh(stale) and not measurer.needs_asr_refresh({"features": {}})
     measurer.refresh_asr(stale, np.zeros(SR, dtype=np.float32), SR, "speech", "en", "Hi.")
-    assert "asr" not in stale and stale["features"] == {"f0_median_hz": 120.0}  # ASR off: the old one is dropped
+    assert "asr" not in stale and stale["features"] == {
+        "f0_median_hz": 120.0
+    }  # ASR off: the old one is dropped
     assert not measurer.needs_asr_refresh({"asr": {}, "asr_version": ASR_VERSION})
