@@ -396,6 +396,7 @@ def test_resume_reuses_finished_cases_of_the_same_run(tmp_path):
     assert [row["id"] for row in first] == ["a", "b"]
     assert main([*args, "--resume"]) == 0
     assert len(partial.read_text().splitlines()) == 2  # nothing regenerated
+    assert json.loads((out / "summary.json").read_text())["header"]["resumed_cases"] == 2
     resumed = [json.loads(line) for line in (out / "cases.jsonl").read_text().splitlines()]
     assert [row["generation_s"] for row in resumed] == [row["generation_s"] for row in first]
     assert (

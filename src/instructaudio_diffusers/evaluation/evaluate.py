@@ -444,6 +444,7 @@ def run_evaluation(settings: EvaluationSettings) -> dict[str, Any]:
                 rows[-1]["reference"] = reference_measured[case.id]
             bar.set_postfix(failed=sum("error" in row for row in rows))
     done = [row for row in rows if "error" not in row]
+    rows_by_id = {row["id"]: row for row in rows}
     pairs = {
         "generated": _judge_pairs(cases, {row["id"]: row["features"] for row in done}, calibration),
         "ground_truth": _judge_pairs(
@@ -472,6 +473,8 @@ def run_evaluation(settings: EvaluationSettings) -> dict[str, Any]:
         "calibration": calibration.source,
         "model_load_s": model_load_s,
         "wall_s": time.perf_counter() - started_run,
+        # Rows taken from an earlier (killed) run: their generation time is in `rtf`, not in `wall_s`.
+        "resumed_cases": sum(1 for case in cases if finished.get(case.id) is rows_by_id.get(case.id)),
     }
     unmeasured = dict(
         Counter(name for case in cases for name in case.expect if name in UNMEASURED_ATTRIBUTES)

@@ -419,7 +419,12 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"- real-time factor (generation time / audio time): {_number(rtf['total'])} over all cases "
         f"({rtf['generation_s']:.2f} s for {rtf['audio_s']:.2f} s of audio); per case median "
         f"{_number(rtf['per_case']['median'])}; model load {_number(rtf.get('model_load_s'), 2, unit=' s')}; "
-        f"whole run {_number(header.get('wall_s'), 0, unit=' s')}",
+        f"whole run {_number(header.get('wall_s'), 0, unit=' s')}"
+        + (
+            f" ({header['resumed_cases']} cases resumed from an earlier run)"
+            if header.get("resumed_cases")
+            else ""
+        ),
         "",
     ]
     if summary.get("unmeasured"):
