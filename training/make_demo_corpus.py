@@ -26,6 +26,14 @@ killing the run loses only the clips in flight, and a rerun renders only what is
 prefix of a larger one).
 
 Needs Debian's flite, espeak-ng and sox on PATH for the speech parts (`--parts music` needs none).
+
+Contrast pairs for the evaluation (`training/corpus/contrast.py`) are a separate build into their own folder:
+
+    python training/make_demo_corpus.py --output_dir data/contrast_corpus --contrast_pairs 20 [--seed 0]
+
+writes `<output_dir>/metadata.jsonl` (ground truth of both sides of every pair), the wavs, and
+`<output_dir>/contrast_cases.jsonl`, the evaluation cases with a `contrast` field and one length per pair.
+They read the held-out sentences of the same seed and never change a corpus job or its render hash.
 """
 
 from __future__ import annotations
@@ -45,8 +53,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from corpus.contrast import plan_contrast_pairs  # noqa: E402
 from corpus.levels import SAMPLING_RATE, write_wav_atomic  # noqa: E402
-from corpus.plan import GENERATOR_VERSION, PARTS, Job, plan_corpus, render_job  # noqa: E402
+from corpus.plan import GENERATOR_VERSION, PARTS, Job, held_out_sentences, plan_corpus, render_job  # noqa: E402
 from corpus.speech import missing_tools, warm_up  # noqa: E402
 
 METADATA_FILE = "metadata.jsonl"
@@ -54,6 +63,7 @@ HELD_OUT_DIR = "held_out"
 CASES_FILE = "held_out_cases.jsonl"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "corpus_config.json"
+CONTRAST_CASES_FILE = "contrast_cases.jsonl"
 # The `expect` keys of the evaluation case format (instructaudio_diffusers.evaluation.cases), per task.
 EXPECT_KEYS = {
     "speech": ("gender", "pitch", "rate", "loudness"),
@@ -81,9 +91,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="Parts to build.")
     parser.add_argument("--no_progress", action="store_true", help="Hide the progress bar.")
+    parser.add_argument(
+        "--contrast_pairs",
+        type=int,
+        default=0,
+        help="Build only the evaluation's contrast pairs, this many per attribute, into --output_dir.",
+    )
     args = parser.parse_args(argv)
-    if args.scale <= 0 or args.num_workers < 1:
-        parser.error("--scale must be > 0 and --num_workers >= 1.")
+    if args.scale <= 0 or args.num_workers < 1 or args.contrast_pairs < 0:
+        parser.error("--scale must be > 0, --num_workers >= 1 and --contrast_pairs >= 0.")
     return args
 
 
@@ -184,7 +200,8 @@ def render_all(
     (a rerun retries exactly the failed clips).
     """
     handles = {
-        split: _open_for_append(_folder(output_dir, split) / METADATA_FILE) for split in ("train", "held_out")
+        split: _open_for_append(_folder(output_dir, split) / METADATA_FILE)
+        for split in {job.split for job in jobs}
     }
     finished: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
@@ -328,7 +345,83 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def contrast_cases(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Evaluation cases of the contrast pairs: both sides get the longer side's length (a pair is generated
+    at one length), the stated attributes the harness scores, and the pair they belong to."""
+    pair_length: dict[str, float] = {}
+    for row in rows:
+        pair = row["contrast"]["pair"]
+        pair_length[pair] = max(pair_length.get(pair, 0.0), row["duration_s"])
+    return [
+        {
+            "id": row["id"],
+            "task": row["task"],
+            "language": row["language"],
+            "instruction": row["instruction"],
+            "instruction_language": row["instruction_language"],
+            "text": row["text"],
+            "audio_length_in_s": round(pair_length[row["contrast"]["pair"]], 2),
+            "expect": {
+                key: value
+                for key, value in row["instruction_mentions"].items()
+                if key in EXPECT_KEYS[row["task"]]
+            },
+            "contrast": row["contrast"],
+            "reference_audio": row["path"],
+        }
+        for row in rows
+    ]
+
+
+def build_contrast_pairs(args: argparse.Namespace) -> int:
+    """Render the contrast pairs (`--contrast_pairs`) into their own folder; resumable like the corpus."""
+    output_dir = Path(args.output_dir)
+    missing = missing_tools()
+    if missing:
+        print(
+            f"{', '.join(missing)} not found: contrast pairs need flite, espeak-ng and sox.", file=sys.stderr
+        )
+        return 2
+    _check_config(output_dir, args.seed)
+    jobs = [
+        Job(clip_id, "contrast", path, render, row)
+        for clip_id, path, render, row in plan_contrast_pairs(
+            args.seed, held_out_sentences(args.seed), args.contrast_pairs
+        )
+    ]
+    existing = read_rows(output_dir / METADATA_FILE)
+    todo = [job for job in jobs if not _is_done(job, output_dir, existing)]
+    print(f"{len(jobs)} contrast clips planned, rendering {len(todo)} with {args.num_workers} worker(s)")
+    if todo:
+        warm_up()
+    rendered, failed = render_all(todo, output_dir, args.num_workers, not args.no_progress)
+    fresh = {row["id"]: row for row in rendered}
+    rows = []
+    for job in jobs:
+        if job.clip_id in failed:
+            continue
+        previous = fresh.get(job.clip_id) or existing[job.clip_id]
+        measured = {key: previous[key] for key in ("duration_s", "engine_text") if key in previous}
+        rows.append(_final_row(job, measured.pop("duration_s"), measured))
+    _write_jsonl_atomic(output_dir / METADATA_FILE, rows)
+    complete = {
+        pair for pair, count in Counter(row["contrast"]["pair"] for row in rows).items() if count == 2
+    }
+    cases = contrast_cases([row for row in rows if row["contrast"]["pair"] in complete])
+    _write_jsonl_atomic(output_dir / CONTRAST_CASES_FILE, cases)
+    print(f"{len(complete)} complete pairs, {len(cases)} cases in {output_dir / CONTRAST_CASES_FILE}")
+    if failed:
+        print(
+            f"{len(failed)} clip(s) failed (rerun to retry): {', '.join(sorted(failed)[:10])}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.contrast_pairs:
+        return build_contrast_pairs(args)
     output_dir = Path(args.output_dir)
     speech_parts = [part for part in args.parts if part != "music"]
     missing = missing_tools()

@@ -26,6 +26,7 @@ __all__ = [
     "choose_speech_mentions",
     "dialogue_instruction",
     "iter_template_ids",
+    "music_contrast_instruction",
     "music_instruction",
     "pace_of",
     "speech_instruction",
@@ -226,6 +227,33 @@ def music_instruction(
     if held_out or rng.random() < 0.6:
         mentioned["drums"] = bool(attributes["drums"])
         slots["drums"] = writer.phrase("drums", "on" if attributes["drums"] else "off")
+    return Instruction(writer.finish(frame, slots), language, writer.ids, mentioned)
+
+
+def music_contrast_instruction(
+    language: str, attributes: dict[str, object], rng: np.random.Generator
+) -> Instruction:
+    """Describe a piece by genre, lead instrument, tempo and mode only, from the held-out templates.
+
+    For contrast pairs: the words that follow from the tempo or mode (pace, atmosphere) and the key's tonic
+    are left out, so two pieces that differ in one of these attributes get instructions that differ in the
+    words for that attribute alone (given equal generators).
+    """
+    writer = _Writer(language, rng, held_out=True)
+    frame = writer.frame("music")
+    bpm, mode = int(attributes["bpm"]), str(attributes["mode"])
+    slots = {
+        "genre": writer.phrase("genre", str(attributes["genre"])),
+        "instrument": writer.phrase("instrument", str(attributes["instrument"])),
+        "tempo": writer.phrase("tempo", "any", bpm=bpm),
+        "key": writer.phrase("mode", mode),
+    }
+    mentioned = {
+        "genre": attributes["genre"],
+        "instrument": attributes["instrument"],
+        "tempo_bpm": bpm,
+        "mode": mode,
+    }
     return Instruction(writer.finish(frame, slots), language, writer.ids, mentioned)
 
 

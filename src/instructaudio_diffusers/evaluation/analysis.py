@@ -173,7 +173,19 @@ def judge(
                 for index in range(len(expected))
             ]
             results[attribute] = _verdict(list(expected), predicted, speaker_f0, "gender" in classifiers)
+            if len(expected) == 2 and len(set(expected)) == 2:
+                results["speaker_order"] = _speaker_order(expected, speaker_f0)
     return results
+
+
+def _speaker_order(expected: list[str], speaker_f0: dict[str, float | None]) -> dict[str, Any]:
+    """Whether the higher-F0 speaker is the one described as the woman: needs no calibration, since it
+    compares the two speakers of one clip with each other rather than with a threshold."""
+    first, second = speaker_f0.get("0"), speaker_f0.get("1")
+    predicted = None
+    if first and second:
+        predicted = ["female", "male"] if first > second else ["male", "female"]
+    return _verdict(list(expected), predicted, speaker_f0, True)
 
 
 def _labelled(

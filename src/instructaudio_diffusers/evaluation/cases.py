@@ -19,8 +19,16 @@ object per line; blank lines are skipped:
   Attributes the instructions state but no offline measurement can check (`UNMEASURED_ATTRIBUTES`: age,
   accent, emotion, style, speaker ages, atmosphere, drums) are accepted and reported as unmeasured.
 
-Other top-level keys are ignored (the corpus generator adds provenance such as `reference_audio`); unknown
-`expect` keys are errors, because a misspelt attribute would otherwise silently never be checked.
+- `contrast` (optional): `{"pair": PAIR_ID, "attribute": NAME}` makes the case one side of a contrast pair
+  (`contrast.CONTRAST_ATTRIBUTES`: gender, pitch, rate, loudness, tempo, mode, instrument, dialogue). A pair
+  has exactly two cases with the same task, language, text and `audio_length_in_s`, different instructions,
+  and `expect` dicts that differ in the pair's attribute only (`CONTRAST_EXPECT_KEYS`; a dialogue pair swaps
+  `speakers`). Both sides are generated with the pair's seed.
+- `reference_audio` (optional): ground-truth audio of the case, relative to `--references DIR`; with that
+  option every such file must exist, and the same measurements run on it (the ground-truth column).
+
+Other top-level keys are ignored (the corpus generator adds provenance such as `stated`); unknown `expect`
+keys are errors, because a misspelt attribute would otherwise silently never be checked.
 
 Ground truth (`--ground_truth DIR`): `DIR/metadata.jsonl`, one object per clip with `path` (relative to DIR),
 `task`, `language`, `text`, and the true attributes under the names the corpus generator writes: `gender`,
@@ -36,7 +44,7 @@ import os
 import re
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 TASKS = ("speech", "dialogue", "music")
@@ -74,6 +82,17 @@ _NATURAL_PITCH_CLASSES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 1
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
 _SPEAKER_TAG = re.compile(r"\[\s*[sS](\d+)\s*\]")
 TEMPO_RANGE_BPM = (20.0, 400.0)
+#: Contrast attribute -> (the task it applies to, the `expect` key whose value the two sides differ in).
+CONTRAST_EXPECT_KEYS: dict[str, tuple[str, str]] = {
+    "gender": ("speech", "gender"),
+    "pitch": ("speech", "pitch"),
+    "rate": ("speech", "rate"),
+    "loudness": ("speech", "loudness"),
+    "tempo": ("music", "tempo_bpm"),
+    "mode": ("music", "mode"),
+    "instrument": ("music", "instrument"),
+    "dialogue": ("dialogue", "speakers"),
+}
 
 
 class CaseFileError(ValueError):
@@ -91,9 +110,17 @@ class EvaluationCase:
     text: str
     audio_length_in_s: float | None = None
     expect: dict[str, Any] = field(default_factory=dict)
+    contrast: dict[str, str] | None = None  # {"pair", "attribute"} for one side of a contrast pair
+    reference_audio: str | None = None  # relative to the --references folder
+    line: int = field(default=0, compare=False)  # where the case file states it, for error messages
+
+    @property
+    def seed_key(self) -> str:
+        """What the case's seed derives from: its pair for a contrast side (both sides share it), else its id."""
+        return self.contrast["pair"] if self.contrast else self.id
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        row = {
             "id": self.id,
             "task": self.task,
             "language": self.language,
@@ -102,6 +129,11 @@ class EvaluationCase:
             "audio_length_in_s": self.audio_length_in_s,
             "expect": dict(self.expect),
         }
+        if self.contrast:
+            row["contrast"] = dict(self.contrast)
+        if self.reference_audio:
+            row["reference_audio"] = self.reference_audio
+        return row
 
 
 @dataclass(frozen=True)
@@ -224,17 +256,92 @@ def parse_case(record: Any) -> EvaluationCase:
     if length is not None and (not _is_number(length) or length <= 0):
         raise ValueError(f"'audio_length_in_s' must be a positive number, got {length!r}.")
     expect = _check_expect(record.get("expect", {}), task, text)
+    contrast = _check_contrast(record.get("contrast"), task)
+    reference = record.get("reference_audio")
+    if reference is not None and (not isinstance(reference, str) or not reference.strip()):
+        raise ValueError(f"'reference_audio' must be a non-empty path, got {reference!r}.")
     return EvaluationCase(
-        case_id, task, language, instruction, text, None if length is None else float(length), expect
-    )
+        case_id, task, language, instruction, text, None if length is None else float(length), expect,
+        contrast, reference,
+    )  # fmt: skip
+
+
+def _check_contrast(contrast: Any, task: str) -> dict[str, str] | None:
+    if contrast is None:
+        return None
+    if not isinstance(contrast, dict) or not isinstance(contrast.get("pair"), str) or not contrast["pair"]:
+        raise ValueError(
+            f"'contrast' must be an object with a 'pair' id and an 'attribute', got {contrast!r}."
+        )
+    attribute = contrast.get("attribute")
+    if attribute not in CONTRAST_EXPECT_KEYS:
+        raise ValueError(
+            f"unknown contrast attribute {attribute!r}; known: {', '.join(CONTRAST_EXPECT_KEYS)}."
+        )
+    wanted_task = CONTRAST_EXPECT_KEYS[attribute][0]
+    if task != wanted_task:
+        raise ValueError(f"a {attribute} contrast pairs {wanted_task} cases, not {task}.")
+    return {"pair": contrast["pair"], "attribute": attribute}
+
+
+def _pair_problem(first: EvaluationCase, second: EvaluationCase) -> str | None:
+    """Why two cases cannot be the sides of one contrast pair, or None when they can."""
+    attribute = first.contrast["attribute"]
+    if second.contrast["attribute"] != attribute:
+        return f"its sides name different attributes ({attribute}, {second.contrast['attribute']})."
+    for name in ("task", "language", "text", "audio_length_in_s"):
+        if getattr(first, name) != getattr(second, name):
+            return f"its sides differ in {name} ({getattr(first, name)!r} vs {getattr(second, name)!r})."
+    if first.instruction == second.instruction:
+        return "its sides have the same instruction."
+    key = CONTRAST_EXPECT_KEYS[attribute][1]
+    if key not in first.expect or key not in second.expect:
+        return f"a {attribute} pair needs expect.{key} on both sides."
+    if first.expect[key] == second.expect[key]:
+        return f"its sides expect the same {key} ({first.expect[key]!r})."
+    names = set(first.expect) | set(second.expect)
+    # A dialogue pair swaps its speakers, and with them whatever else is stated per speaker.
+    allowed = {key, "speaker_ages"} if attribute == "dialogue" else {key}
+    others = sorted(name for name in names - allowed if first.expect.get(name) != second.expect.get(name))
+    if others:
+        return f"its sides differ in more than one attribute: {', '.join([key, *others])}."
+    if attribute == "dialogue":
+        speakers = first.expect[key]
+        if len(set(speakers)) != 2 or second.expect[key] != speakers[::-1]:
+            return f"a dialogue pair needs two speakers of different gender in swapped order, got {speakers} and {second.expect[key]}."
+    return None
+
+
+def check_pairs(cases: list[EvaluationCase], path: str | os.PathLike) -> None:
+    """Every contrast pair has exactly two sides that differ in its attribute only.
+
+    Raises:
+        CaseFileError: `path:line: problem`, naming the line of the side that breaks the rule.
+    """
+    sides: dict[str, list[EvaluationCase]] = {}
+    for case in cases:
+        if case.contrast:
+            group = sides.setdefault(case.contrast["pair"], [])
+            if len(group) == 2:
+                raise CaseFileError(
+                    f"{path}:{case.line}: pair {case.contrast['pair']!r} already has two sides "
+                    f"(lines {group[0].line} and {group[1].line})."
+                )
+            group.append(case)
+    for pair, group in sides.items():
+        if len(group) == 1:
+            raise CaseFileError(f"{path}:{group[0].line}: pair {pair!r} has only this side.")
+        problem = _pair_problem(*group)
+        if problem:
+            raise CaseFileError(f"{path}:{group[1].line}: pair {pair!r}: {problem}")
 
 
 def load_cases(path: str | os.PathLike) -> list[EvaluationCase]:
     """Read and validate a case file.
 
     Raises:
-        CaseFileError: for a missing file, an empty file, malformed JSON, an invalid case or a duplicate id;
-            the message is `path:line: problem`.
+        CaseFileError: for a missing file, an empty file, malformed JSON, an invalid case, a duplicate id or
+            a broken contrast pair (`check_pairs`); the message is `path:line: problem`.
     """
     cases: list[EvaluationCase] = []
     seen: dict[str, int] = {}
@@ -248,10 +355,27 @@ def load_cases(path: str | os.PathLike) -> list[EvaluationCase]:
                 f"{path}:{line_number}: duplicate id {case.id!r} (first on line {seen[case.id]})."
             )
         seen[case.id] = line_number
-        cases.append(case)
+        cases.append(replace(case, line=line_number))
     if not cases:
         raise CaseFileError(f"{path}: contains no cases.")
+    check_pairs(cases, path)
     return cases
+
+
+def resolve_references(cases: list[EvaluationCase], folder: str | os.PathLike, path: str) -> dict[str, str]:
+    """`{case id: absolute reference audio path}` for the cases that name one.
+
+    Raises:
+        CaseFileError: `path:line: ...` for a case whose reference audio is not in `folder`.
+    """
+    found = {}
+    for case in cases:
+        if case.reference_audio:
+            audio = os.path.abspath(os.path.join(folder, case.reference_audio))
+            if not os.path.isfile(audio):
+                raise CaseFileError(f"{path}:{case.line}: reference audio {audio} does not exist.")
+            found[case.id] = audio
+    return found
 
 
 def _speaker_genders(row: dict[str, Any]) -> list[str] | None:

@@ -2,22 +2,36 @@
 
 Steps of `run_evaluation`:
 
-1. read and validate the case file (before anything slow, so a typo fails in a second);
+1. read and validate the case file (before anything slow, so a typo or a broken pair fails in a second),
+   take the `--quick` subset and `--limit`, and check that every reference audio exists;
 2. get a `Calibration`: load `--calibration` when it exists and matches the ground truth; otherwise fit it on
    the calibration split of `--ground_truth`, score the held-out split (ceilings, reference WER and MCD)
    and save it; with neither, use the uncalibrated textbook rules;
-3. load the pipeline (`tiny-random` builds the tiny test pipeline in code) and warm it up with one untimed
+3. measure each case's reference audio (`--references`), from the reference cache where possible: the
+   ground-truth column of every measure, on the same cases;
+4. load the pipeline (`tiny-random` builds the tiny test pipeline in code) and warm it up with one untimed
    single-step call;
-4. for each case: generate with a per-case seed, write `wavs/<id>.wav`, measure, judge, transcribe (English)
-   or compute MCD against espeak-ng (Mandarin speech);
-5. write `cases.jsonl`, `summary.json` and `summary.md`.
+5. for each case (with a progress bar): generate with the case's seed, write `wavs/<id>.wav`, measure
+   (`measure.Measurer`) and judge the stated attributes;
+6. score the contrast pairs on the generated audio and on the references;
+7. write `cases.jsonl`, `pairs.jsonl`, `summary.json`, `summary.md` and `model_card_evaluation.md`.
 
-Per-case seeds are `seed` combined with the case id, so a case sounds the same whatever its position in the
-file and whatever `--limit` is.
+Each finished case is also appended to `cases.partial.jsonl` as it finishes; `--resume` reuses the rows there
+that were made with the same model, steps, guidance, case and seed (and whose wav exists), so a killed long
+run only redoes the case in flight; a reused row whose transcripts predate `measure.ASR_VERSION` is
+transcribed again from its wav, without generating it again.
+
+Seeds: a case's seed is `seed` combined with its id, or with its pair id for a contrast side, so both sides
+of a pair share one seed, and a case sounds the same whatever its position in the file and whatever
+`--limit` or `--quick` are.
+
+`--quick`: the first `QUICK_PAIRS_PER_ATTRIBUTE` pairs of every contrast attribute and the first
+`QUICK_CASES_PER_TASK` unpaired cases of every task (64 generations of the shipped contrast file).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -30,8 +44,8 @@ import numpy as np
 
 from .. import __version__
 from ..audio.io import load_audio, write_wav
-from .analysis import ClipAnalyzer, fit_calibration, judge
-from .asr import WhisperTranscriber, WordErrors, word_errors
+from .analysis import fit_calibration, judge
+from .asr import word_errors
 from .cases import (
     UNMEASURED_ATTRIBUTES,
     EvaluationCase,
@@ -39,22 +53,29 @@ from .cases import (
     fingerprint,
     load_cases,
     load_ground_truth,
+    resolve_references,
     split_ground_truth,
 )
 from .classifiers import Calibration
-from .mcd import mel_cepstral_distortion, render_espeak_pinyin
+from .contrast import build_pairs, judge_pair
+from .measure import Measurer, ReferenceCache, wants_english_asr, wants_mandarin_asr
 from .report import (
-    summarize_rtf,
+    build_summary,
+    summarize_rates,
     summarize_values,
     summarize_verdicts,
-    summarize_wer,
-    write_cases,
+    write_jsonl,
     write_summary,
 )
 
 logger = logging.getLogger(__name__)
 
 TINY_RANDOM = "tiny-random"
+
+
+QUICK_PAIRS_PER_ATTRIBUTE = 4
+QUICK_CASES_PER_TASK = 20
+PARTIAL_CASES_FILE = "cases.partial.jsonl"
 
 
 @dataclass
@@ -66,13 +87,21 @@ class EvaluationSettings:
     out: str
     ground_truth: str | None = None
     calibration: str | None = None
+    references: str | None = None
+    reference_cache: str | None = None
     steps: int = 32
     guidance: float = 2.0
     seed: int = 0
     limit: int | None = None
+    quick: bool = False
     ground_truth_limit: int | None = None
     asr: bool = True
     whisper_compute_type: str = "int8"
+    progress: bool = True
+    resume: bool = False
+    pair_length: str = (
+        "case"  # "predicted": contrast sides get no length; the model's duration predictor decides
+    )
 
 
 def case_seed(seed: int, case_id: str) -> int:
@@ -94,44 +123,22 @@ def load_pipeline(model: str) -> Any:
     return pipe
 
 
-def wants_asr(task: str, language: str) -> bool:
-    return language == "en" and task in ("speech", "dialogue")
-
-
-class Measurer:
-    """Shared measuring tools for one run: the clip analyzer and, on first need, Whisper."""
-
-    def __init__(self, asr: bool, compute_type: str) -> None:
-        self.analyzer = ClipAnalyzer()
-        self.asr = asr
-        self.compute_type = compute_type
-        self._transcriber: WhisperTranscriber | None = None
-
-    @property
-    def transcriber(self) -> WhisperTranscriber:
-        if self._transcriber is None:
-            self._transcriber = WhisperTranscriber(compute_type=self.compute_type)
-        return self._transcriber
-
-    def load_asr(self) -> None:
-        """Load Whisper now: a missing model should stop the run before generation, not fail every case."""
-        _ = self.transcriber
-
-    def transcribe(self, audio: np.ndarray, sampling_rate: int, text: str) -> dict[str, Any]:
-        """Whisper transcript of a clip and its word errors against `text`."""
-        hypothesis = self.transcriber.transcribe(audio, sampling_rate)
-        errors = word_errors(text, hypothesis)
-        return {
-            "hypothesis": hypothesis,
-            "errors": errors.errors,
-            "reference_words": errors.reference_words,
-            "wer": errors.wer,
-        }
-
-    @staticmethod
-    def mcd(audio: np.ndarray, sampling_rate: int, text: str, gender: str | None) -> float:
-        reference, reference_sr = render_espeak_pinyin(text, gender)
-        return mel_cepstral_distortion(reference, reference_sr, audio, sampling_rate)
+def select_quick(cases: list[EvaluationCase]) -> list[EvaluationCase]:
+    """The `--quick` subset (module docstring), in file order."""
+    pairs_seen: dict[str, list[str]] = {}
+    per_task: Counter[str] = Counter()
+    chosen = []
+    for case in cases:
+        if case.contrast:
+            pairs = pairs_seen.setdefault(case.contrast["attribute"], [])
+            if case.contrast["pair"] not in pairs and len(pairs) < QUICK_PAIRS_PER_ATTRIBUTE:
+                pairs.append(case.contrast["pair"])
+            if case.contrast["pair"] in pairs:
+                chosen.append(case)
+        elif per_task[case.task] < QUICK_CASES_PER_TASK:
+            per_task[case.task] += 1
+            chosen.append(case)
+    return chosen
 
 
 # ------------------------------------------------------------------------------------------- calibration
@@ -139,14 +146,16 @@ def _measure_items(
     items: list[GroundTruthItem], measurer: Measurer, label: str, references: bool = False
 ) -> list[tuple[GroundTruthItem, dict[str, Any], dict[str, Any]]]:
     """`(item, features, reference)` per clip; with `references`, the reference dict holds the clip's
-    Whisper result (`asr`, English speech/dialogue) or its MCD against espeak-ng (`mcd_db`, Mandarin speech)."""
+    Whisper tiny.en result (`asr`, English speech/dialogue) or its MCD against espeak-ng (`mcd_db`, Mandarin
+    speech): the held-out ceilings for case files without reference audio."""
     measured = []
     for index, item in enumerate(items, start=1):
         audio, sampling_rate = load_audio(item.path)
         features = measurer.analyzer.measure(audio, sampling_rate, item.task, item.text)
         reference: dict[str, Any] = {}
-        if references and measurer.asr and wants_asr(item.task, item.language):
-            reference["asr"] = measurer.transcribe(audio, sampling_rate, item.text)
+        if references and measurer.asr and wants_english_asr(item.task, item.language):
+            hypothesis = measurer.transcriber("tiny.en", "en").transcribe(audio, sampling_rate)
+            reference["asr"] = {"tiny.en": {"hypothesis": hypothesis, **_errors(item.text, hypothesis)}}
         elif references and item.task == "speech" and item.language == "zh":
             try:
                 reference["mcd_db"] = measurer.mcd(
@@ -160,8 +169,9 @@ def _measure_items(
     return measured
 
 
-def _word_errors(rows: list[dict[str, Any]]) -> list[WordErrors]:
-    return [WordErrors(row["asr"]["errors"], row["asr"]["reference_words"]) for row in rows if "asr" in row]
+def _errors(text: str, hypothesis: str) -> dict[str, Any]:
+    errors = word_errors(text, hypothesis)
+    return {**errors.to_dict(), "wer": errors.wer}
 
 
 def calibrate_on_ground_truth(folder: str, measurer: Measurer, limit: int | None = None) -> Calibration:
@@ -186,8 +196,10 @@ def calibrate_on_ground_truth(folder: str, measurer: Measurer, limit: int | None
     )
     references = [reference for _, _, reference in held_out_measured]
     calibration.reference = {
-        "wer": summarize_wer(_word_errors(references)) if measurer.asr else None,
-        "mcd": summarize_values([reference["mcd_db"] for reference in references if "mcd_db" in reference]),
+        "wer": summarize_rates([ref["asr"]["tiny.en"] for ref in references if "asr" in ref])
+        if measurer.asr
+        else None,
+        "mcd": summarize_values([ref["mcd_db"] for ref in references if "mcd_db" in ref]),
     }
     return calibration
 
@@ -216,6 +228,45 @@ def prepare_calibration(settings: EvaluationSettings, measurer: Measurer) -> Cal
     return calibration
 
 
+# ------------------------------------------------------------------------------------------- references
+def measure_references(
+    cases: list[EvaluationCase],
+    references: dict[str, str],
+    measurer: Measurer,
+    cache: ReferenceCache,
+    progress: bool,
+    failures: list[dict[str, str]],
+) -> dict[str, dict[str, Any]]:
+    """`{case id: measurement}` of every case's reference audio, taken from `cache` where it is there; a
+    reference that cannot be measured is appended to `failures` and left out."""
+    from tqdm.auto import tqdm
+
+    measured = {}
+    for case in tqdm(cases, desc="references", unit="clip", disable=not progress, dynamic_ncols=True):
+        if case.id not in references:
+            continue
+        gender = case.expect.get("gender")
+        key = cache.key(references[case.id], case.task, case.language, case.text, gender)
+        entry = cache.get(key)
+        if entry is not None and measurer.needs_asr_refresh(entry):
+            audio, sampling_rate = load_audio(references[case.id])
+            measurer.refresh_asr(entry, audio, sampling_rate, case.task, case.language, case.text)
+            cache.put(key, entry)
+        if entry is None:
+            audio, sampling_rate = load_audio(references[case.id])
+            try:
+                entry = measurer.measure(audio, sampling_rate, case.task, case.language, case.text, gender)
+            except ImportError:
+                raise
+            except Exception as err:  # reported in the summary's failures; the generated side is still scored
+                logger.exception("reference of case %s could not be measured", case.id)
+                failures.append({"id": case.id, "error": f"reference: {type(err).__name__}: {err}"})
+                continue
+            cache.put(key, entry)
+        measured[case.id] = entry
+    return measured
+
+
 # ------------------------------------------------------------------------------------------- generation
 def evaluate_case(
     case: EvaluationCase,
@@ -227,7 +278,7 @@ def evaluate_case(
     """Generate, save and measure one case; returns its `cases.jsonl` row (with `error` if it failed)."""
     import torch
 
-    seed = case_seed(settings.seed, case.id)
+    seed = case_seed(settings.seed, case.seed_key)
     row: dict[str, Any] = {**case.to_dict(), "seed": seed}
     length = _audio_length(case, pipe, settings)
     if length != case.audio_length_in_s:
@@ -248,17 +299,12 @@ def evaluate_case(
         write_wav(os.path.join(settings.out, wav_path), audio, sampling_rate)
         audio_s = audio.size / sampling_rate
         row.update(wav=wav_path, audio_s=audio_s, generation_s=generation_s, rtf=generation_s / audio_s)
-        features = measurer.analyzer.measure(audio, sampling_rate, case.task, case.text)
-        row["features"] = features
-        row["attributes"] = judge(features, case.expect, calibration, case.language, case.task)
-        if measurer.asr and wants_asr(case.task, case.language):
-            row["asr"] = measurer.transcribe(audio, sampling_rate, case.text)
-        if case.task == "speech" and case.language == "zh":
-            # A text espeak-ng's pinyin voice cannot read (Latin letters) has no reference: skip, not fail.
-            try:
-                row["mcd_db"] = measurer.mcd(audio, sampling_rate, case.text, case.expect.get("gender"))
-            except ValueError as err:
-                row["mcd_skipped"] = str(err)
+        row.update(
+            measurer.measure(
+                audio, sampling_rate, case.task, case.language, case.text, case.expect.get("gender")
+            )
+        )
+        row["attributes"] = judge(row["features"], case.expect, calibration, case.language, case.task)
     except ImportError:
         raise  # a missing dependency is the environment's fault, not the case's: stop with its install hint
     except Exception as err:  # one broken case must not lose the rest of a long run; it is reported
@@ -271,6 +317,8 @@ def _audio_length(case: EvaluationCase, pipe: Any, settings: EvaluationSettings)
     """The case's length, shortened to the model's limit for the self-test model only (it places ~2 s), so
     that real case files can exercise the harness; a trained model gets exactly what the case asks for."""
     length = case.audio_length_in_s
+    if case.contrast and settings.pair_length == "predicted":
+        return None
     if settings.model == TINY_RANDOM and length is not None:
         return min(length, pipe.max_audio_length_in_s)
     return length
@@ -293,58 +341,145 @@ def _warm_up(pipe: Any, case: EvaluationCase, audio_length_in_s: float | None) -
         logger.warning("warm-up call failed (%s); timings of the first case include one-off costs", err)
 
 
+def _finished_rows(
+    path: str, run_key: dict[str, Any], settings: EvaluationSettings
+) -> dict[str, dict[str, Any]]:
+    """Rows of `path` (`PARTIAL_CASES_FILE`) made with the same model and sampling, whose wav still exists
+    and that did not fail; a line cut short by a killed run is skipped."""
+    finished = {}
+    if not os.path.isfile(path):
+        return finished
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            row = entry.get("row", {})
+            if (
+                entry.get("run") == run_key
+                and "error" not in row
+                and os.path.isfile(os.path.join(settings.out, row.get("wav", "")))
+            ):
+                finished[row["id"]] = row
+    return finished
+
+
+def _same_case(row: dict[str, Any], case: EvaluationCase, settings: EvaluationSettings) -> bool:
+    """Whether a finished row was generated from exactly this case (text, instruction, length and seed)."""
+    return row.get("seed") == case_seed(settings.seed, case.seed_key) and all(
+        row.get(name) == value for name, value in case.to_dict().items()
+    )
+
+
+def _judge_pairs(
+    cases: list[EvaluationCase], features: dict[str, dict[str, Any]], calibration: Calibration
+) -> list[dict[str, Any]]:
+    """Pair verdicts for the pairs whose two sides both have features (a failed side drops its pair)."""
+    return [
+        judge_pair(pair, features[pair.positive.id], features[pair.negative.id], calibration)
+        for pair in build_pairs(cases)
+        if pair.positive.id in features and pair.negative.id in features
+    ]
+
+
 def run_evaluation(settings: EvaluationSettings) -> dict[str, Any]:
     """Run the whole evaluation (see the module docstring) and return the summary it wrote."""
-    cases = load_cases(settings.cases)[: settings.limit]
+    from tqdm.auto import tqdm
+
+    started_run = time.perf_counter()
+    cases = load_cases(settings.cases)
+    cases = (select_quick(cases) if settings.quick else cases)[: settings.limit]
+    references = resolve_references(cases, settings.references, settings.cases) if settings.references else {}
     os.makedirs(os.path.join(settings.out, "wavs"), exist_ok=True)
     measurer = Measurer(settings.asr, settings.whisper_compute_type)
-    if settings.asr and any(wants_asr(case.task, case.language) for case in cases):
-        measurer.load_asr()
+    measurer.load_asr(
+        english=any(wants_english_asr(case.task, case.language) for case in cases),
+        mandarin=any(wants_mandarin_asr(case.task, case.language) for case in cases),
+    )
     calibration = prepare_calibration(settings, measurer)
+    cache_path = settings.reference_cache or os.path.join(
+        os.path.dirname(os.path.abspath(settings.calibration or os.path.join(settings.out, "x"))),
+        "reference_measurements.jsonl",
+    )
+    reference_failures: list[dict[str, str]] = []
+    reference_measured = measure_references(
+        cases,
+        references,
+        measurer,
+        ReferenceCache(cache_path, settings.asr),
+        settings.progress,
+        reference_failures,
+    )
+    for case in cases:
+        if case.id in reference_measured:
+            entry = reference_measured[case.id]
+            entry["attributes"] = judge(entry["features"], case.expect, calibration, case.language, case.task)
 
     started = time.perf_counter()
     pipe = load_pipeline(settings.model)
     model_load_s = time.perf_counter() - started
     _warm_up(pipe, cases[0], _audio_length(cases[0], pipe, settings))
+    run_key = {"model": settings.model, "steps": settings.steps, "guidance": settings.guidance}
+    if settings.pair_length != "case":
+        run_key["pair_length"] = settings.pair_length
+    partial_path = os.path.join(settings.out, PARTIAL_CASES_FILE)
+    finished = _finished_rows(partial_path, run_key, settings) if settings.resume else {}
     rows = []
-    for index, case in enumerate(cases, start=1):
-        rows.append(evaluate_case(case, pipe, settings, measurer, calibration))
-        logger.info(
-            "case %d/%d %s: %s", index, len(cases), case.id, "failed" if "error" in rows[-1] else "done"
-        )
-    write_cases(os.path.join(settings.out, "cases.jsonl"), rows)
-
+    bar = tqdm(cases, desc="cases", unit="case", disable=not settings.progress, dynamic_ncols=True)
+    with open(partial_path, "a" if settings.resume else "w", encoding="utf-8") as partial:
+        for case in bar:
+            row = finished.get(case.id)
+            if row is not None and _same_case(row, case, settings) and measurer.needs_asr_refresh(row):
+                audio, sampling_rate = load_audio(os.path.join(settings.out, row["wav"]))
+                measurer.refresh_asr(row, audio, sampling_rate, case.task, case.language, case.text)
+                partial.write(json.dumps({"run": run_key, "row": row}, ensure_ascii=False) + "\n")
+            elif row is None or not _same_case(row, case, settings):
+                row = evaluate_case(case, pipe, settings, measurer, calibration)
+                # One line per finished case: a killed run resumes (--resume) without redoing it.
+                partial.write(json.dumps({"run": run_key, "row": row}, ensure_ascii=False) + "\n")
+                partial.flush()
+            rows.append(row)
+            if case.id in reference_measured:
+                rows[-1]["reference"] = reference_measured[case.id]
+            bar.set_postfix(failed=sum("error" in row for row in rows))
     done = [row for row in rows if "error" not in row]
-    reference = calibration.reference or {}
-    summary = {
-        "header": {
-            "model": settings.model,
-            "self_test": settings.model == TINY_RANDOM,
-            "package_version": __version__,
-            "cases_file": os.path.abspath(settings.cases),
-            "num_cases": len(rows),
-            "num_failed": len(rows) - len(done),
-            "steps": settings.steps,
-            "guidance": settings.guidance,
-            "seed": settings.seed,
-            "sampling_rate": pipe.sampling_rate,
-            "calibration": calibration.source,
-        },
-        "generated": summarize_verdicts(row["attributes"] for row in done),
-        "ground_truth": calibration.ceiling or None,
-        "wer": {
-            "generated": summarize_wer(_word_errors(done)),
-            "ground_truth": reference.get("wer"),
-        },
-        "mcd": {
-            "generated": summarize_values([row["mcd_db"] for row in done if "mcd_db" in row]),
-            "ground_truth": reference.get("mcd"),
-        },
-        "rtf": summarize_rtf(done, model_load_s),
-        "unmeasured": dict(
-            Counter(name for case in cases for name in case.expect if name in UNMEASURED_ATTRIBUTES)
+    rows_by_id = {row["id"]: row for row in rows}
+    pairs = {
+        "generated": _judge_pairs(cases, {row["id"]: row["features"] for row in done}, calibration),
+        "ground_truth": _judge_pairs(
+            cases, {key: value["features"] for key, value in reference_measured.items()}, calibration
         ),
-        "failures": [{"id": row["id"], "error": row["error"]} for row in rows if "error" in row],
     }
+    write_jsonl(os.path.join(settings.out, "cases.jsonl"), rows)
+    write_jsonl(
+        os.path.join(settings.out, "pairs.jsonl"),
+        [{"audio": audio, **result} for audio, results in pairs.items() for result in results],
+    )
+    header = {
+        "model": settings.model,
+        "self_test": settings.model == TINY_RANDOM,
+        "package_version": __version__,
+        "cases_file": os.path.abspath(settings.cases),
+        "quick": settings.quick,
+        "pair_length": settings.pair_length,
+        "references": os.path.abspath(settings.references) if settings.references else None,
+        "num_cases": len(rows),
+        "num_failed": len(rows) - len(done),
+        "steps": settings.steps,
+        "guidance": settings.guidance,
+        "seed": settings.seed,
+        "sampling_rate": pipe.sampling_rate,
+        "calibration": calibration.source,
+        "model_load_s": model_load_s,
+        "wall_s": time.perf_counter() - started_run,
+        # Rows taken from an earlier (killed) run: their generation time is in `rtf`, not in `wall_s`.
+        "resumed_cases": sum(1 for case in cases if finished.get(case.id) is rows_by_id.get(case.id)),
+    }
+    unmeasured = dict(
+        Counter(name for case in cases for name in case.expect if name in UNMEASURED_ATTRIBUTES)
+    )
+    summary = build_summary(header, rows, pairs, calibration, unmeasured)
+    summary["failures"] += reference_failures
     write_summary(settings.out, summary)
     return summary

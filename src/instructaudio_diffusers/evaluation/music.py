@@ -4,6 +4,12 @@ instrument/genre classification.
 - **Tempo**: `librosa.beat.beat_track` (dynamic-programming beat tracker over the onset envelope, here
   averaged over mel bands) on a 22.05 kHz copy. Errors are relative; a half- or double-tempo estimate is an *octave error*, which beat
   trackers make routinely and which is reported separately from plain misses.
+- **Tempo ratio of two clips** (contrast pairs): the onset envelope's autocorrelation on a log-lag axis
+  (`log_lag_autocorrelation`) shifts without changing shape when the tempo changes, so the best-matching
+  shift between two clips' curves is their tempo ratio (`tempo_ratio`). On the demo corpus' ground-truth
+  tempo pairs (6-s pieces) it gets 19 of 20 ratios within 25 % (in log) of the rendered ratio, where the
+  ratio of two beat-tracker estimates gets 12: the beat tracker's octave and 3:2 errors on short pieces
+  without drums rarely hit both sides alike.
 - **Key and mode**: the clip's mean chroma (constant-Q, on the harmonic part after HPSS so drums do not
   smear it) is correlated with the 24 rotations of the Krumhansl-Kessler major and minor key profiles.
   `mode_score` = best major correlation - best minor correlation; > 0 leans major. The decision threshold
@@ -117,13 +123,90 @@ def key_from_chroma(chroma_mean: np.ndarray) -> dict:
     }
 
 
-def estimate_key(audio: np.ndarray, sampling_rate: int = MUSIC_SAMPLING_RATE) -> dict:
-    """Key and mode of a clip: mean constant-Q chroma of its harmonic part (HPSS), then `key_from_chroma`."""
+def estimate_key(
+    audio: np.ndarray, sampling_rate: int = MUSIC_SAMPLING_RATE, harmonic: np.ndarray | None = None
+) -> dict:
+    """Key and mode of a clip: mean constant-Q chroma of its harmonic part (HPSS), then `key_from_chroma`;
+    the mean chroma (C first) is returned too, as `chroma`. `harmonic` is the clip's harmonic part when the
+    caller already separated it (at `MUSIC_SAMPLING_RATE`)."""
     librosa = import_librosa()
-    audio = to_music_rate(audio, sampling_rate)
-    harmonic = librosa.effects.harmonic(audio, n_fft=N_FFT, hop_length=HOP)
-    chroma = librosa.feature.chroma_cqt(y=harmonic, sr=MUSIC_SAMPLING_RATE, hop_length=HOP)
-    return key_from_chroma(chroma.mean(axis=1))
+    if harmonic is None:
+        harmonic = librosa.effects.harmonic(to_music_rate(audio, sampling_rate), n_fft=N_FFT, hop_length=HOP)
+    chroma = librosa.feature.chroma_cqt(y=harmonic, sr=MUSIC_SAMPLING_RATE, hop_length=HOP).mean(axis=1)
+    return {**key_from_chroma(chroma), "chroma": [float(value) for value in chroma]}
+
+
+def mode_contrast(chroma_major: np.ndarray, chroma_minor: np.ndarray) -> float:
+    """How much more major the first clip is than the second, judged at one tonic for both.
+
+    The two sides of a mode pair share their tonic, so the tonic is estimated once, from both mean chroma
+    vectors pooled (the best of the 24 key profiles), and each side's major-minor score is taken at that
+    tonic: unlike each side's own best key, this cannot read a minor piece as its relative major (A minor
+    and C major share every pitch class). Returns `(major_r - minor_r)[first] - (major_r - minor_r)[second]`.
+    """
+    first, second = np.asarray(chroma_major, float), np.asarray(chroma_minor, float)
+    pooled = first / (first.sum() + 1e-12) + second / (second.sum() + 1e-12)
+    tonic = int(np.argmax(np.maximum(_profile_correlations(pooled, KRUMHANSL_MAJOR),
+                                     _profile_correlations(pooled, KRUMHANSL_MINOR))))  # fmt: skip
+
+    def score(chroma: np.ndarray) -> float:
+        major, minor = (
+            _profile_correlations(chroma, KRUMHANSL_MAJOR),
+            _profile_correlations(chroma, KRUMHANSL_MINOR),
+        )
+        return float(major[tonic] - minor[tonic])
+
+    return score(first) - score(second)
+
+
+#: Onset autocorrelation on a log-lag axis: lags from `LOG_LAG_MIN_S`, `LOG_LAG_BINS_PER_OCTAVE` per octave.
+LOG_LAG_MIN_S = 0.12
+LOG_LAG_BINS_PER_OCTAVE = 24
+LOG_LAG_OCTAVES = 4.5
+
+
+def log_lag_autocorrelation(envelope: np.ndarray, frame_rate: float) -> list[float | None]:
+    """Unbiased, normalised autocorrelation of an onset envelope sampled on a log-lag grid (NaN -> None past
+    60 % of the clip, where too few frames overlap). A tempo change shifts this curve along the axis without
+    changing its shape, which is what `tempo_ratio` measures."""
+    centred = envelope - envelope.mean()
+    size = centred.size
+    correlation = np.correlate(centred, centred, "full")[size - 1 :] / np.arange(size, 0, -1)
+    correlation /= correlation[0] + 1e-12
+    lags = np.arange(size) / frame_rate
+    keep = lags <= 0.6 * size / frame_rate
+    grid = LOG_LAG_MIN_S * 2.0 ** (
+        np.arange(int(LOG_LAG_OCTAVES * LOG_LAG_BINS_PER_OCTAVE)) / LOG_LAG_BINS_PER_OCTAVE
+    )
+    values = np.interp(grid, lags[keep], correlation[keep], right=np.nan)
+    return [None if np.isnan(value) else float(value) for value in values]
+
+
+def tempo_ratio(
+    faster: list[float | None], slower: list[float | None], max_octaves: float = 1.5
+) -> float | None:
+    """Tempo of the first clip over the second from their `log_lag_autocorrelation` curves.
+
+    The slower clip's periodicities sit at proportionally longer lags, so its curve is the faster one's shifted
+    by log2(ratio) octaves; the shift with the highest Pearson correlation over the overlapping lags (at
+    least one octave) gives the ratio. Shifts both ways are searched, so a pair that went the wrong way gives
+    a ratio below 1. None when the curves never overlap enough (clips too short).
+    """
+    first = np.array([np.nan if value is None else value for value in faster])
+    second = np.array([np.nan if value is None else value for value in slower])
+    limit = int(max_octaves * LOG_LAG_BINS_PER_OCTAVE)
+    best: tuple[float, int] | None = None
+    for shift in range(-limit, limit + 1):
+        a = first[max(0, -shift) : first.size - max(0, shift)]
+        b = second[max(0, shift) : second.size - max(0, -shift)]
+        usable = ~(np.isnan(a) | np.isnan(b))
+        if usable.sum() < LOG_LAG_BINS_PER_OCTAVE:
+            continue
+        x, y = a[usable] - a[usable].mean(), b[usable] - b[usable].mean()
+        score = float(x @ y / np.sqrt((x @ x) * (y @ y) + 1e-12))
+        if best is None or score > best[0]:
+            best = (score, shift)
+    return None if best is None else float(2.0 ** (best[1] / LOG_LAG_BINS_PER_OCTAVE))
 
 
 def _attack_seconds(rms: np.ndarray, onsets: np.ndarray, frame_s: float) -> float:
@@ -153,10 +236,14 @@ def _analyse_music(audio: np.ndarray) -> dict:
         audio = np.pad(audio, (0, N_FFT - audio.size))
     sr = MUSIC_SAMPLING_RATE
     tempo = estimate_tempo(audio, sr)
-    key = estimate_key(audio, sr)
     stft = librosa.stft(audio, n_fft=N_FFT, hop_length=HOP)
     magnitude = np.abs(stft)
     harmonic, percussive = librosa.decompose.hpss(stft)
+    # The same separation `librosa.effects.harmonic` makes, done once for both chroma and timbre.
+    key = estimate_key(
+        audio, sr, harmonic=librosa.istft(harmonic, hop_length=HOP, n_fft=N_FFT, length=audio.size)
+    )
+    envelope = librosa.onset.onset_strength(y=audio, sr=sr, hop_length=HOP)
 
     eps = 1e-10
     centroid = librosa.feature.spectral_centroid(S=magnitude, sr=sr)[0]
@@ -188,4 +275,5 @@ def _analyse_music(audio: np.ndarray) -> dict:
         **{f"mfcc{index}_mean": float(mfcc[index].mean()) for index in range(1, 13)},
         "log2_tempo": float(np.log2(tempo)) if tempo else float(np.log2(120.0)),
     }
-    return {"tempo_bpm": tempo, **key, "timbre": timbre}
+    return {"tempo_bpm": tempo, **key, "timbre": timbre,
+            "onset_autocorrelation": log_lag_autocorrelation(envelope, sr / HOP)}  # fmt: skip
