@@ -273,16 +273,28 @@ def test_the_training_scripts_refuse_before_loading_anything_and_print_one_line(
     marker = tmp_path / "code-ran"
     plant(tmp_path / "run" / "checkpoint-1" / "random_states_0.pkl", marker, "torch.save")
     (tmp_path / "run" / "training_args.json").write_text("the user's")
+    # Inputs that exist (the scripts refuse missing ones at parse time) but are never read: the checkpoint is
+    # refused before any of them loads.
+    unused_folder, unused_file = tmp_path / "not-needed-yet", tmp_path / "unused.json"
+    unused_folder.mkdir()
+    unused_file.write_text("{}")
     result = subprocess.run(
         [
             sys.executable,
             str(REPO / "training" / script),
             "--dataset_dir",
-            str(tmp_path / "not-needed-yet"),
+            str(unused_folder),
             *(
-                ["--vae_config", "unused.json"]
+                ["--vae_config", str(unused_file)]
                 if script == "train_mel_vae.py"
-                else ["--vae", "unused", "--text_encoder", "unused", "--transformer_config", "unused.json"]
+                else [
+                    "--vae",
+                    str(unused_folder),
+                    "--text_encoder",
+                    str(unused_folder),
+                    "--transformer_config",
+                    str(unused_file),
+                ]
             ),
             "--output_dir",
             str(tmp_path / "run"),
