@@ -303,9 +303,9 @@ DAMAGE = {
         r"vae/config.json: n_mels='16' should be int",
     ),
     "a config setting from another version": (
-        lambda f: _rewrite_json(f / "transformer" / "config.json", phoneme_alignment="durations"),
+        lambda f: _rewrite_json(f / "transformer" / "config.json", rope_scaling_mode="ntk"),
         ValueError,
-        r"transformer/config.json has settings .* does not know: \['phoneme_alignment'\]",
+        r"transformer/config.json has settings .* does not know: \['rope_scaling_mode'\]",
     ),
     "NaN in a duration-predictor tensor": (
         lambda f: _edit_tensors(f / "transformer" / WEIGHTS, _nan_in_duration_predictor),

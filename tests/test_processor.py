@@ -29,7 +29,7 @@ def processor() -> InstructAudioProcessor:
     return InstructAudioProcessor()
 
 
-# Written by hand from CMUdict (first pronunciation), the pinyin of each word with surface tones (DESIGN §4)
+# Written by hand from CMUdict (first pronunciation), the pinyin of each word with surface tones (docs/design.md §4)
 # and the token layout in processor.py: never generated from the implementation's output.
 GOLDEN = [
     # English

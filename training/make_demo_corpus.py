@@ -1,4 +1,4 @@
-"""Build the synthetic demo corpus (DESIGN §5) in one command: speech, dialogue and music with instructions.
+"""Build the synthetic demo corpus (docs/design.md §5) in one command: speech, dialogue and music with instructions.
 
     python training/make_demo_corpus.py --output_dir data/demo_corpus [--scale 1.0] [--num_workers 2] [--seed 0]
 

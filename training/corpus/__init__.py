@@ -1,4 +1,4 @@
-"""Building blocks of the synthetic demo corpus (DESIGN §5): sentences, speech, music and instructions.
+"""Building blocks of the synthetic demo corpus (docs/design.md §5): sentences, speech, music and instructions.
 
 Used by `training/make_demo_corpus.py` only; the package never imports it. Every function here is a pure
 function of its arguments (random choices come from an explicit `numpy.random.Generator`), so a clip is

@@ -265,7 +265,7 @@ def engine_text(text: str, language: str) -> str:
     back to their word so the engines phrase on them. Chinese: `normalize_chinese`, then the processor's
     surface pinyin (word segmentation, polyphones, tone sandhi), one word per space-separated token with its
     syllables joined ("yin2hang2"), neutral tone as 5, which is how espeak-ng's cmn-latn-pinyin voice reads
-    tones; its `cmn` voice misreads Han characters (DESIGN §5).
+    tones; its `cmn` voice misreads Han characters (docs/design.md §5).
     """
     if language == "en":
         from instructaudio_diffusers.processing.english import normalize_english

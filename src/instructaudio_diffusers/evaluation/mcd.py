@@ -1,7 +1,7 @@
 """Mandarin spectral distance: mel-cepstral distortion (MCD) with DTW against espeak-ng (a secondary measure;
 `mandarin` has the CER that says whether the words can be understood).
 
-A Chinese clip is compared with the espeak-ng rendering of the same text (DESIGN §5: `espeak-ng -v
+A Chinese clip is compared with the espeak-ng rendering of the same text (docs/design.md §5: `espeak-ng -v
 cmn-latn-pinyin` fed the processor's surface pinyin, exactly how the corpus makes its Mandarin). Low MCD
 means the clip follows the reference's phone sequence and spectral envelopes; it is a sanity measure, not
 one of intelligibility or naturalness.
@@ -56,7 +56,7 @@ def pinyin_engine_text(text: str) -> str:
     The processor's own reading: `normalize_chinese` (numbers, dates, punctuation to `, . ? !`), then the
     surface-tone pinyin of each phrase (word segmentation, polyphones, tone sandhi). Each word's syllables
     are joined ("yin2hang2") and words separated by spaces, with the phrase's pause mark glued to its last
-    word; neutral tone is 5. espeak-ng's `cmn` voice would misread Han characters (DESIGN §5).
+    word; neutral tone is 5. espeak-ng's `cmn` voice would misread Han characters (docs/design.md §5).
 
     Raises:
         ValueError: for text with Latin letters (no English is rendered here) or nothing readable.
