@@ -33,7 +33,37 @@ MAX_COST_DEVIATIONS = 8.0
 _WORKERS = 1
 
 
-class LatentEncoder:
+class _LazyMapFunction:
+    """Base of the map functions: the models load on first call (`_build`), with the CPU threads split between
+    the `num_proc` workers, and stay out of pickles and of datasets' fingerprint hashing."""
+
+    _models = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_models": None}
+
+    def _build(self):
+        raise NotImplementedError
+
+    def _load(self):
+        if self._models is None:
+            import torch
+
+            torch.set_num_threads(max(1, torch.get_num_threads() // max(1, _WORKERS)))
+            self._models = self._build()
+        return self._models
+
+
+def _clip_audio(batch: dict[str, list], index: int, dataset_dir: str, audio_root: str | None, rate: int):
+    """The waveform of row `index` of a map batch, at `rate` Hz."""
+    from instructaudio_diffusers.audio import load_audio
+
+    row = {key: batch[key][index] for key in ("audio_path", "audio_path_absolute", "source_path")}
+    audio, _ = load_audio(resolve_audio_path(row, dataset_dir, audio_root), rate)
+    return audio
+
+
+class LatentEncoder(_LazyMapFunction):
     """`datasets.map` function adding the Mel-VAE posterior of each whole clip (layout: prepare_dataset.py)."""
 
     def __init__(self, vae_path: str, dataset_dir: str, audio_root: str | None, mean_only: bool):
@@ -41,35 +71,20 @@ class LatentEncoder:
         self.dataset_dir = dataset_dir
         self.audio_root = audio_root
         self.mean_only = mean_only
-        self._models = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        # Keep the model out of datasets' fingerprint hashing and out of the pickles sent to workers.
-        return {**self.__dict__, "_models": None}
+    def _build(self):
+        from instructaudio_diffusers import AutoencoderKLMel
 
-    def _load(self):
-        if self._models is None:
-            import torch
-
-            from instructaudio_diffusers import AutoencoderKLMel
-
-            torch.set_num_threads(max(1, torch.get_num_threads() // max(1, _WORKERS)))
-            vae = AutoencoderKLMel.from_pretrained(self.vae_path).eval()
-            self._models = (vae, vae.mel_spectrogram())
-        return self._models
+        vae = AutoencoderKLMel.from_pretrained(self.vae_path).eval()
+        return vae, vae.mel_spectrogram()
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         import torch
 
-        from instructaudio_diffusers.audio import load_audio
-
         vae, mel_spectrogram = self._load()
         means, stds, frames = [], [], []
         for i in range(len(batch["audio_path"])):
-            row = {key: batch[key][i] for key in ("audio_path", "audio_path_absolute", "source_path")}
-            audio, _ = load_audio(
-                resolve_audio_path(row, self.dataset_dir, self.audio_root), vae.config.sampling_rate
-            )
+            audio = _clip_audio(batch, i, self.dataset_dir, self.audio_root, vae.config.sampling_rate)
             with torch.no_grad():
                 # One clip per forward: padding clips to a common length would change their edges.
                 posterior = vae.encode(mel_spectrogram(torch.from_numpy(audio))).latent_dist
@@ -82,7 +97,7 @@ class LatentEncoder:
         return output
 
 
-class DurationAligner:
+class DurationAligner(_LazyMapFunction):
     """`datasets.map` function adding each clip's per-token durations (latent frames, summing to the clip's
     latent frames) from a trained `PhonemeAlignerModel`, and its per-frame alignment cost."""
 
@@ -93,32 +108,22 @@ class DurationAligner:
         self.processor_path = processor_path
         self.dataset_dir = dataset_dir
         self.audio_root = audio_root
-        self._models = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_models": None}
+    def _build(self):
+        from instructaudio_diffusers import InstructAudioProcessor
+        from instructaudio_diffusers.models.aligner import PhonemeAlignerModel
 
-    def _load(self):
-        if self._models is None:
-            import torch
-
-            from instructaudio_diffusers import InstructAudioProcessor
-            from instructaudio_diffusers.models.aligner import PhonemeAlignerModel
-
-            torch.set_num_threads(max(1, torch.get_num_threads() // max(1, _WORKERS)))
-            aligner = PhonemeAlignerModel.from_pretrained(self.aligner_path).eval()
-            processor = (
-                InstructAudioProcessor.from_pretrained(self.processor_path)
-                if self.processor_path
-                else InstructAudioProcessor()
-            )
-            self._models = (aligner, aligner.mel_spectrogram(), processor)
-        return self._models
+        aligner = PhonemeAlignerModel.from_pretrained(self.aligner_path).eval()
+        processor = (
+            InstructAudioProcessor.from_pretrained(self.processor_path)
+            if self.processor_path
+            else InstructAudioProcessor()
+        )
+        return aligner, aligner.mel_spectrogram(), processor
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         import torch
 
-        from instructaudio_diffusers.audio import load_audio
         from instructaudio_diffusers.models.aligner import mel_to_latent_durations
         from instructaudio_diffusers.pipelines.pipeline_instructaudio import INSTRUMENTAL_TEXT
 
@@ -126,10 +131,7 @@ class DurationAligner:
         factor = aligner.config.time_downsample_factor
         durations, costs = [], []
         for i in range(len(batch["audio_path"])):
-            row = {key: batch[key][i] for key in ("audio_path", "audio_path_absolute", "source_path")}
-            audio, _ = load_audio(
-                resolve_audio_path(row, self.dataset_dir, self.audio_root), aligner.config.sampling_rate
-            )
+            audio = _clip_audio(batch, i, self.dataset_dir, self.audio_root, aligner.config.sampling_rate)
             text = batch["text"][i] if (batch["text"][i] or "").strip() else INSTRUMENTAL_TEXT
             ids = processor(text, padding=False, return_tensors=None)["input_ids"]
             with torch.no_grad():
@@ -179,26 +181,18 @@ def alignment_problems(dataset, processor) -> dict[int, str]:
     return problems
 
 
-class InstructionEncoder:
+class InstructionEncoder(_LazyMapFunction):
     """`datasets.map` function adding the frozen encoder's `last_hidden_state` of each instruction."""
 
     def __init__(self, encoder_path: str):
         self.encoder_path = encoder_path
-        self._models = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_models": None}
+    def _build(self):
+        from transformers import AutoModel, AutoTokenizer
 
-    def _load(self):
-        if self._models is None:
-            import torch
-            from transformers import AutoModel, AutoTokenizer
-
-            torch.set_num_threads(max(1, torch.get_num_threads() // max(1, _WORKERS)))
-            tokenizer = AutoTokenizer.from_pretrained(self.encoder_path)
-            encoder = AutoModel.from_pretrained(self.encoder_path).eval()
-            self._models = (tokenizer, encoder)
-        return self._models
+        return AutoTokenizer.from_pretrained(self.encoder_path), AutoModel.from_pretrained(
+            self.encoder_path
+        ).eval()
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         import torch
