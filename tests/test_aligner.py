@@ -25,13 +25,7 @@ import train_aligner  # noqa: E402
 from test_training_data import SAMPLING_RATE, TINY_VAE, row, tone  # noqa: E402
 from utils import load_prepared_dataset  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_prior_is_the_beta_binomial_distribution():

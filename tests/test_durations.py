@@ -11,13 +11,7 @@ from instructaudio_diffusers.pipelines.pipeline_instructaudio import fit_duratio
 from instructaudio_diffusers.testing_utils import get_dummy_components, get_dummy_inputs
 from test_transformer import TINY, make_inputs, make_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 DURATIONS = {"phoneme_alignment": "durations", "pooled_instruction_conditioning": True}

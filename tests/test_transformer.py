@@ -34,14 +34,7 @@ TINY = dict(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # Tiny tensors: with the 2 cores shared, intra-op threads spin against other processes and a 4 ms forward
-    # takes a second. One thread keeps the whole module to seconds.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_model(randomize: bool = True, **overrides) -> InstructAudioTransformerModel:
