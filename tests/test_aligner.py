@@ -40,14 +40,19 @@ def test_prior_is_the_beta_binomial_distribution():
         assert log_prior[sample, frames:].eq(0).all() and log_prior[sample, :, tokens:].eq(0).all()
 
 
-def synthetic_batch(generator, patterns, batch_size=8):
-    """Clips whose frames are a noisy copy of their token's own pattern, each token 2-8 frames long."""
+def synthetic_batch(generator, patterns, batch_size=8, silent_id=None):
+    """Clips whose frames are a noisy copy of their token's own pattern, each token 2-8 frames long; with
+    `silent_id`, about a quarter of the tokens are that id and have no frames (like word boundaries)."""
     clips = []
     for _ in range(batch_size):
         length = int(torch.randint(5, 15, (), generator=generator))
         ids = torch.randint(1, len(patterns), (length,), generator=generator)
         durations = torch.randint(2, 9, (length,), generator=generator)
-        frames = torch.cat([patterns[i][:, None].expand(-1, int(d)) for i, d in zip(ids, durations)], dim=1)
+        if silent_id is not None:
+            silent = torch.rand(length, generator=generator) < 0.25
+            silent[0] = False
+            ids[silent], durations[silent] = silent_id, 0
+        frames = torch.cat([patterns[i][:, None].expand(-1, int(d)) for i, d in zip(ids, durations) if d > 0], dim=1)
         clips.append((ids, durations, frames + 0.3 * torch.randn(frames.shape, generator=generator)))
     tokens, frames = max(len(c[0]) for c in clips), max(c[2].shape[1] for c in clips)
     mel = torch.zeros(batch_size, patterns.shape[1], frames)
@@ -66,26 +71,28 @@ def synthetic_batch(generator, patterns, batch_size=8):
     return mel, mel_mask, ids, phoneme_mask, durations
 
 
-def test_the_forward_sum_objective_learns_a_known_alignment():
+@pytest.mark.parametrize("silent_id", [None, 20], ids=["every-token-heard", "silent-tokens"])
+def test_the_forward_sum_objective_learns_a_known_alignment(silent_id):
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     patterns = 2 * torch.randn(20, 80, generator=generator)
-    model = PhonemeAlignerModel(vocab_size=20)
+    model = PhonemeAlignerModel(vocab_size=21, silent_token_ids=None if silent_id is None else [silent_id])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def boundary_errors():
         with torch.no_grad():
-            mel, mel_mask, ids, phoneme_mask, durations = synthetic_batch(generator, patterns, 16)
-            hard = model.hard_durations(
-                model(mel, mel_mask, ids, phoneme_mask).log_attention, mel_mask, phoneme_mask
-            )
+            mel, mel_mask, ids, phoneme_mask, durations = synthetic_batch(generator, patterns, 16, silent_id)
+            output = model(mel, mel_mask, ids, phoneme_mask)
+            hard = model.hard_durations(output.log_attention, mel_mask, output.aligned_token_mask)
+        if silent_id is not None:
+            assert hard[ids == silent_id].eq(0).all() and hard[output.aligned_token_mask].min() >= 1
         return (hard.cumsum(1) - durations.cumsum(1)).abs()[phoneme_mask].float()
 
     before = boundary_errors()
     for _ in range(150):
-        mel, mel_mask, ids, phoneme_mask, _ = synthetic_batch(generator, patterns)
-        log_attention = model(mel, mel_mask, ids, phoneme_mask).log_attention
-        loss = model.forward_sum_loss(log_attention, mel_mask, phoneme_mask)
+        mel, mel_mask, ids, phoneme_mask, _ = synthetic_batch(generator, patterns, silent_id=silent_id)
+        output = model(mel, mel_mask, ids, phoneme_mask)
+        loss = model.forward_sum_loss(output.log_attention, mel_mask, output.aligned_token_mask)
         assert torch.isfinite(loss)
         optimizer.zero_grad()
         loss.backward()
@@ -112,6 +119,29 @@ def test_hard_durations_cover_every_frame_and_token_and_ignore_padding():
     assert durations[phoneme_mask].min() >= 1 and durations[~phoneme_mask].eq(0).all()
     # Padding changes nothing for the shorter clip, up to the rounding of |q|^2 + |k|^2 - 2 q.k.
     torch.testing.assert_close(log_attention[1, :25, :6], alone[0], rtol=1e-3, atol=2e-3)
+
+
+def test_silent_tokens_get_no_frames_and_padding_still_changes_nothing():
+    torch.manual_seed(0)
+    model = PhonemeAlignerModel(vocab_size=30, silent_token_ids=[4, 5]).eval()
+    mel = torch.randn(3, 80, 40)
+    mel_mask = torch.ones(3, 40, dtype=torch.bool)
+    mel_mask[1, 25:] = False
+    ids = torch.tensor(
+        [[5, 9, 4, 11, 12, 4, 13, 14, 15], [5, 9, 4, 11, 12, 4, 0, 0, 0], [5, 4, 5, 4, 0, 0, 0, 0, 0]]
+    )
+    phoneme_mask = ids != 0
+    with torch.no_grad():
+        output = model(mel, mel_mask, ids, phoneme_mask)
+        durations = model.hard_durations(output.log_attention, mel_mask, output.aligned_token_mask)
+        alone = model(mel[1:2, :, :25], mel_mask[1:2, :25], ids[1:2, :6], phoneme_mask[1:2, :6])
+    assert output.log_attention.shape == (3, 40, 6)  # the longest run of aligned tokens
+    assert durations.sum(1).tolist() == [40, 25, 40]
+    heard = phoneme_mask & (ids != 4) & (ids != 5)
+    assert durations[:2][heard[:2]].min() >= 1 and durations[:2][~heard[:2]].eq(0).all()
+    # A clip of silent tokens only is aligned over all of them rather than left without frames.
+    assert output.aligned_token_mask[2].tolist() == phoneme_mask[2].tolist() and durations[2, :4].min() >= 1
+    torch.testing.assert_close(output.log_attention[1, :25, :3], alone.log_attention[0], rtol=1e-3, atol=2e-3)
 
 
 @pytest.mark.parametrize(

@@ -145,9 +145,11 @@ class DurationAligner(_LazyMapFunction):
                 mel_mask = torch.ones(1, mel_frames, dtype=torch.bool)
                 phoneme_ids = torch.tensor([ids])
                 phoneme_mask = torch.ones_like(phoneme_ids, dtype=torch.bool)
-                log_attention = aligner(mel, mel_mask, phoneme_ids, phoneme_mask).log_attention
-                cost = aligner.forward_sum_loss(log_attention, mel_mask, phoneme_mask)
-                mel_durations = aligner.hard_durations(log_attention, mel_mask, phoneme_mask)[0].numpy()
+                output = aligner(mel, mel_mask, phoneme_ids, phoneme_mask)
+                cost = aligner.forward_sum_loss(output.log_attention, mel_mask, output.aligned_token_mask)
+                mel_durations = aligner.hard_durations(
+                    output.log_attention, mel_mask, output.aligned_token_mask
+                )[0].numpy()
             durations.append(mel_to_latent_durations(mel_durations, latent_frames, factor).tolist())
             costs.append(float(cost))
         return {"durations": durations, "alignment_cost": costs}

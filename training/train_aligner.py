@@ -68,15 +68,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build_aligner(vae_path: str, vocab_size: int):
-    """A new aligner whose front end and frame rate are the VAE's."""
+def build_aligner(vae_path: str, processor):
+    """A new aligner whose front end and frame rate are the VAE's, and which gives the processor's never-heard
+    tokens (word boundaries, language and speaker tags) no frames."""
     from instructaudio_diffusers import AutoencoderKLMel
     from instructaudio_diffusers.models.aligner import PhonemeAlignerModel
+    from instructaudio_diffusers.processing.vocab import SILENT_TOKENS
 
     vae = AutoencoderKLMel.from_config(AutoencoderKLMel.load_config(vae_path))
     config = vae.config
     return PhonemeAlignerModel(
-        vocab_size=vocab_size,
+        vocab_size=max(512, len(processor)),
         num_mel_bins=config.n_mels,
         sampling_rate=config.sampling_rate,
         n_fft=config.n_fft,
@@ -85,6 +87,7 @@ def build_aligner(vae_path: str, vocab_size: int):
         mel_fmin=config.mel_fmin,
         mel_fmax=config.mel_fmax,
         time_downsample_factor=vae.time_downsample_factor,
+        silent_token_ids=sorted(processor.vocab[token] for token in SILENT_TOKENS if token in processor.vocab),
     )
 
 
@@ -161,10 +164,11 @@ def evaluate(model, clips, batches, device, references: dict | None) -> dict[str
     losses, errors = [], []
     for indices in batches:
         mel, mel_mask, phoneme_ids, phoneme_mask = collate(clips, indices, device)
-        log_attention = model(mel, mel_mask, phoneme_ids, phoneme_mask).log_attention
-        losses.append(float(model.forward_sum_loss(log_attention, mel_mask, phoneme_mask)))
+        output = model(mel, mel_mask, phoneme_ids, phoneme_mask)
+        losses.append(float(model.forward_sum_loss(output.log_attention, mel_mask, output.aligned_token_mask)))
         if references:
-            durations = model.hard_durations(log_attention, mel_mask, phoneme_mask).cpu().numpy()
+            durations = model.hard_durations(output.log_attention, mel_mask, output.aligned_token_mask)
+            durations = durations.cpu().numpy()
             for row, index in enumerate(indices):
                 reference = references.get(clips[index]["id"])
                 if reference is None:
@@ -207,7 +211,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     processor = (
         InstructAudioProcessor.from_pretrained(args.processor) if args.processor else InstructAudioProcessor()
     )
-    model = build_aligner(args.vae, vocab_size=max(512, len(processor))).to(args.device)
+    model = build_aligner(args.vae, processor).to(args.device)
     dataset = load_prepared_dataset(args.dataset_dir)
     clips = load_clips(args, dataset, processor, model.mel_spectrogram())
     if len(clips) < 2:
@@ -233,8 +237,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
             if not batches:
                 batches = make_batches(train, args.max_mel_frames_per_batch, rng)
             mel, mel_mask, phoneme_ids, phoneme_mask = collate(train, batches.pop(), args.device)
-            log_attention = model(mel, mel_mask, phoneme_ids, phoneme_mask).log_attention
-            loss = model.forward_sum_loss(log_attention, mel_mask, phoneme_mask)
+            output = model(mel, mel_mask, phoneme_ids, phoneme_mask)
+            loss = model.forward_sum_loss(output.log_attention, mel_mask, output.aligned_token_mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -11,6 +11,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
 from ..audio.mel import MelSpectrogram
+from .text_condition import pack_valid_first
 
 # Log-probability of a padded phoneme.
 _MASKED = -1e4
@@ -22,12 +23,15 @@ class PhonemeAlignerOutput(BaseOutput):
     Output of [`PhonemeAlignerModel`].
 
     Args:
-        log_attention (`torch.Tensor` of shape `(batch_size, mel_frames, phoneme_len)`):
-            Log-probability of each phoneme at each frame (prior included), -1e4 at padded phonemes, zero rows
-            at padded frames.
+        log_attention (`torch.Tensor` of shape `(batch_size, mel_frames, aligned_len)`):
+            Log-probability of each aligned token at each frame (prior included), the aligned tokens of a clip
+            packed to the front in their order; -1e4 at padding, zero rows at padded frames.
+        aligned_token_mask (`torch.BoolTensor` of shape `(batch_size, phoneme_len)`):
+            Which input tokens take part in the alignment (valid and not silent); the others get zero frames.
     """
 
     log_attention: torch.Tensor
+    aligned_token_mask: torch.BoolTensor
 
 
 def beta_binomial_log_prior(
@@ -85,6 +89,11 @@ class PhonemeAlignerModel(ModelMixin, ConfigMixin):
     Mel frames are normalised per clip and channel (mean and variance over the valid frames), so loudness and
     recording gain do not move the alignment.
 
+    Tokens that are never heard (`silent_token_ids`: word boundaries, language and speaker tags) still shape the
+    keys of their neighbours, but only the other tokens are aligned: MAS gives every aligned token at least one
+    mel frame, which a word boundary would otherwise take from the phones around it. Silent tokens get zero
+    frames. A clip made only of silent tokens aligns all of them.
+
     Parameters:
         vocab_size (`int`, defaults to `512`): Phoneme vocabulary size; id 0 is padding.
         num_mel_bins (`int`, defaults to `80`): Mel channels of the input frames.
@@ -95,6 +104,8 @@ class PhonemeAlignerModel(ModelMixin, ConfigMixin):
         sampling_rate, n_fft, hop_length, win_length, mel_fmin, mel_fmax: The log-mel front end of the input
             frames (copied from the Mel-VAE it serves, so features and latents never disagree).
         time_downsample_factor (`int`, defaults to `2`): Mel frames per latent frame of that VAE.
+        silent_token_ids (`list[int]`, *optional*): Token ids that get no frames (see above); `None` aligns every
+            token (the first aligners were trained so).
     """
 
     @register_to_config
@@ -113,8 +124,12 @@ class PhonemeAlignerModel(ModelMixin, ConfigMixin):
         mel_fmin: float = 0.0,
         mel_fmax: float | None = 8000.0,
         time_downsample_factor: int = 2,
+        silent_token_ids: list[int] | None = None,
     ):
         super().__init__()
+        self.register_buffer(
+            "_silent_ids", torch.tensor(sorted(silent_token_ids or []), dtype=torch.long), persistent=False
+        )
         self.phoneme_embedding = nn.Embedding(vocab_size, hidden_size, padding_idx=0)
         self.key_encoder = nn.Sequential(
             nn.Conv1d(hidden_size, 2 * hidden_size, kernel_size=3, padding=1),
@@ -151,6 +166,12 @@ class PhonemeAlignerModel(ModelMixin, ConfigMixin):
         variance = (((mel - mean) * weights) ** 2).sum(dim=-1, keepdim=True) / count
         return (mel - mean) / torch.sqrt(variance + 1e-5) * weights
 
+    def aligned_token_mask(self, phoneme_ids: torch.LongTensor, phoneme_mask: torch.BoolTensor) -> torch.BoolTensor:
+        r"""Valid tokens that are not silent; a clip with no such token aligns all its valid tokens."""
+        phoneme_mask = phoneme_mask.bool()
+        aligned = phoneme_mask & ~torch.isin(phoneme_ids, self._silent_ids)
+        return torch.where(aligned.any(dim=1, keepdim=True), aligned, phoneme_mask)
+
     def forward(
         self,
         mel: torch.Tensor,
@@ -170,7 +191,11 @@ class PhonemeAlignerModel(ModelMixin, ConfigMixin):
             return_dict (`bool`, defaults to `True`): Return a [`PhonemeAlignerOutput`] instead of a tuple.
         """
         mel_mask, phoneme_mask = mel_mask.bool(), phoneme_mask.bool()
+        aligned_token_mask = self.aligned_token_mask(phoneme_ids, phoneme_mask)
         keys = self.key_encoder(self.phoneme_embedding(phoneme_ids).transpose(1, 2))  # (B, A, L)
+        # Keys see the whole sequence; only the aligned tokens' keys, packed to the front, meet the frames.
+        phoneme_mask, (keys,) = pack_valid_first(aligned_token_mask, keys.transpose(1, 2))
+        keys = keys.transpose(1, 2)  # (B, A, L')
         queries = self.query_encoder(self.normalize_mel(mel, mel_mask))  # (B, A, T)
         # |q - k|^2 = |q|^2 + |k|^2 - 2 q.k: a (B, T, L) matmul instead of a (B, T, L, A) difference tensor.
         distance = (
@@ -184,30 +209,33 @@ class PhonemeAlignerModel(ModelMixin, ConfigMixin):
         log_prior = beta_binomial_log_prior(
             phoneme_mask.sum(1),
             mel_mask.sum(1),
-            phoneme_ids.shape[1],
+            phoneme_mask.shape[1],
             mel.shape[-1],
             self.config.prior_scaling,
         )
         log_attention = torch.log_softmax(logits, dim=-1) + log_prior
         log_attention = log_attention.masked_fill(~mel_mask[:, :, None], 0.0)
         if not return_dict:
-            return (log_attention,)
-        return PhonemeAlignerOutput(log_attention=log_attention)
+            return (log_attention, aligned_token_mask)
+        return PhonemeAlignerOutput(log_attention=log_attention, aligned_token_mask=aligned_token_mask)
 
     @staticmethod
     def forward_sum_loss(
         log_attention: torch.Tensor,
         mel_mask: torch.BoolTensor,
-        phoneme_mask: torch.BoolTensor,
+        aligned_token_mask: torch.BoolTensor,
         blank_logprob: float = -1.0,
     ) -> torch.Tensor:
         r"""
-        The forward-sum objective: minus the log-probability of all monotonic paths that visit every phoneme in
-        order, per frame, as a CTC loss whose targets are the phoneme positions `1..L` and whose blank (class 0) has
-        a fixed log-probability. Returns the mean over clips of the per-frame loss (scalar).
+        The forward-sum objective: minus the log-probability of all monotonic paths that visit every aligned token
+        in order, per frame, as a CTC loss whose targets are the token positions `1..L` and whose blank (class 0)
+        has a fixed log-probability. Returns the mean over clips of the per-frame loss (scalar).
+
+        `aligned_token_mask` is the output's `(batch_size, phoneme_len)` mask (only its counts matter here).
         """
         batch_size, frames, phoneme_len = log_attention.shape
-        logits = log_attention.masked_fill(~phoneme_mask[:, None, :].bool(), _MASKED)
+        phoneme_mask = _packed_mask(aligned_token_mask, phoneme_len)
+        logits = log_attention.masked_fill(~phoneme_mask[:, None, :], _MASKED)
         blank = torch.full((batch_size, frames, 1), blank_logprob, dtype=logits.dtype, device=logits.device)
         log_probs = torch.log_softmax(torch.cat([blank, logits], dim=-1), dim=-1)
         targets = torch.arange(1, phoneme_len + 1, device=logits.device).expand(batch_size, -1)
@@ -225,15 +253,16 @@ class PhonemeAlignerModel(ModelMixin, ConfigMixin):
 
     @staticmethod
     def hard_durations(
-        log_attention: torch.Tensor, mel_mask: torch.BoolTensor, phoneme_mask: torch.BoolTensor
+        log_attention: torch.Tensor, mel_mask: torch.BoolTensor, aligned_token_mask: torch.BoolTensor
     ) -> torch.LongTensor:
         r"""
-        Mel frames per phoneme token on the most likely monotonic path (monotonic alignment search through the
-        maintained `monotonic-alignment-search` package), every valid token at least one frame.
+        Mel frames per input token on the most likely monotonic path (monotonic alignment search through the
+        maintained `monotonic-alignment-search` package): every aligned token at least one frame, silent tokens
+        none.
 
         Returns:
-            `torch.LongTensor` of shape `(batch_size, phoneme_len)`: zero at padding; each row sums to the clip's
-            valid frames.
+            `torch.LongTensor` of shape `(batch_size, phoneme_len)` (the input tokens, as `aligned_token_mask`):
+            zero at padding and at silent tokens; each row sums to the clip's valid frames.
         """
         try:
             from monotonic_alignment_search import maximum_path
@@ -241,11 +270,22 @@ class PhonemeAlignerModel(ModelMixin, ConfigMixin):
             raise ImportError(
                 "Hard alignment needs the `monotonic-alignment-search` package: pip install -e '.[training]'."
             ) from error
-        mask = (phoneme_mask[:, :, None] & mel_mask[:, None, :]).float()
+        aligned_token_mask = aligned_token_mask.bool()
+        phoneme_mask = _packed_mask(aligned_token_mask, log_attention.shape[-1])
+        mask = (phoneme_mask[:, :, None] & mel_mask.bool()[:, None, :]).float()
         # The search maximises the summed log-probability along the path; it never leaves the valid block.
         value = log_attention.transpose(1, 2).detach().float().cpu().masked_fill(mask.cpu() == 0, 0.0)
         path = maximum_path(value.contiguous(), mask.cpu().contiguous(), implementation="cython")
-        return path.sum(dim=-1).round().long().to(log_attention.device)
+        packed = path.sum(dim=-1).round().long().to(log_attention.device)  # (B, L')
+        durations = torch.zeros(aligned_token_mask.shape, dtype=torch.long, device=log_attention.device)
+        durations[aligned_token_mask] = packed[phoneme_mask]
+        return durations
+
+
+def _packed_mask(aligned_token_mask: torch.BoolTensor, packed_len: int) -> torch.BoolTensor:
+    """The mask of the packed aligned tokens: each clip's count of them, from the front."""
+    counts = aligned_token_mask.bool().sum(dim=1)
+    return torch.arange(packed_len, device=counts.device)[None, :] < counts[:, None]
 
 
 def mel_to_latent_durations(

@@ -73,6 +73,18 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     *LYRICS_TOKENS,
 )
 
+#: Tokens that are never heard: structure for the phoneme encoder, not sound. An aligner gives them no frames
+#: (pauses and lyrics tags are heard, as silence or as an instrumental passage, and keep theirs).
+SILENT_TOKENS: tuple[str, ...] = (
+    PAD_TOKEN,
+    UNK_TOKEN,
+    BOS_TOKEN,
+    EOS_TOKEN,
+    WORD_BOUNDARY_TOKEN,
+    *LANGUAGE_TOKENS.values(),
+    *SPEAKER_TOKENS,
+)
+
 # Spellings users write for the canonical lyrics tags ("[Verse 2]", "[Pre Chorus]", "[Instrumental]").
 _LYRICS_ALIASES = {"instrumental": "inst", "prechorus": "pre-chorus"}
 _LYRICS_TAG_PATTERN = re.compile(r"^([a-z]+(?:-[a-z]+)?)(?:-?\d+)?$")
