@@ -212,3 +212,42 @@ def test_pipeline_batch_matches_single_items(pipe):
 def test_other_models_report_no_durations():
     pipe = InstructAudioPipeline(**get_dummy_components())
     assert pipe(**get_dummy_inputs()).phoneme_durations_in_s is None
+
+
+def test_given_durations_replace_the_predicted_ones_and_round_trip(pipe):
+    inputs = get_dummy_inputs()
+    inputs.pop("audio_length_in_s")
+    inputs.pop("generator", None)
+    first = pipe(**inputs, generator=torch.Generator().manual_seed(3))
+    edited = first.phoneme_durations_in_s[0].copy()
+    edited[-1] += 10 / pipe.vae.latent_frame_rate  # hold the last token ten frames longer
+    again = pipe(**inputs, phoneme_durations_in_s=[edited.tolist()], generator=torch.Generator().manual_seed(3))
+    np.testing.assert_allclose(again.phoneme_durations_in_s[0], edited, atol=1e-6)
+    assert len(again.audios[0]) == len(first.audios[0]) + 10 * pipe.samples_per_latent_frame
+    # With a length given, the durations keep their proportions and fill it.
+    fitted = pipe(**inputs, phoneme_durations_in_s=[edited], audio_length_in_s=0.5)
+    frames = round(0.5 * pipe.vae.latent_frame_rate)
+    assert round(fitted.phoneme_durations_in_s[0].sum() * pipe.vae.latent_frame_rate) == frames
+
+
+@pytest.mark.parametrize(
+    "durations, error, message",
+    [
+        ([[0.1, 0.2]], ValueError, r"phoneme_durations_in_s\[0\] has 2 values, but its text has \d+ phoneme tokens"),
+        ([[0.1], [0.2]], ValueError, "2 sequences in phoneme_durations_in_s for 1 instructions"),
+        ([[0.1, -0.2]], ValueError, "finite seconds >= 0"),
+        ([[0.0, 0.0]], ValueError, "add up to more than 0"),
+        ([["0.1"]], TypeError, "flat sequence of seconds"),
+        (0.5, TypeError, "one sequence of seconds per instruction"),
+    ],
+)
+def test_bad_given_durations_are_refused_by_name(pipe, durations, error, message):
+    inputs = get_dummy_inputs()
+    with pytest.raises(error, match=message):
+        pipe(**inputs, phoneme_durations_in_s=durations)
+
+
+def test_given_durations_need_a_durations_model():
+    pipe = InstructAudioPipeline(**get_dummy_components())
+    with pytest.raises(ValueError, match="phoneme_alignment='durations'"):
+        pipe(**get_dummy_inputs(), phoneme_durations_in_s=[[0.1, 0.2]])

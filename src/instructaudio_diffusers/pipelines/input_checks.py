@@ -12,6 +12,7 @@ import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 #: Upper bound of `num_inference_steps`: far past where flow-matching samples stop changing, and low
@@ -38,6 +39,7 @@ class CallLimits:
     max_audio_length_in_s: float
     output_types: tuple[str, ...]
     callback_tensor_inputs: tuple[str, ...]
+    places_phonemes_by_durations: bool = False
 
 
 def check_call(
@@ -46,6 +48,7 @@ def check_call(
     instructions: list[str] | None,
     texts: list[str],
     audio_length_in_s,
+    phoneme_durations_in_s,
     num_inference_steps,
     output_type,
     negative_instruction,
@@ -84,6 +87,7 @@ def check_call(
     check_audio_lengths(
         audio_length_in_s, batch_size, limits.min_audio_length_in_s, limits.max_audio_length_in_s
     )
+    check_phoneme_durations(phoneme_durations_in_s, batch_size, limits.places_phonemes_by_durations)
     num_outputs = batch_size * num_waveforms_per_prompt
     if num_outputs > MAX_OUTPUTS_PER_CALL:
         raise ValueError(
@@ -216,6 +220,45 @@ def check_audio_lengths(audio_length_in_s, batch_size: int, min_s: float, max_s:
             raise ValueError(
                 f"{name} must be from {min_s:.3f} s (one latent frame) to {max_s:.1f} s for this model, "
                 f"got {length!r}."
+            )
+
+
+def check_phoneme_durations(durations, batch_size: int, places_phonemes_by_durations: bool) -> None:
+    """`None`, or one sequence of non-negative seconds per instruction (one per phoneme token; the counts are
+    checked against the text once it is phonemized), each with some time in it."""
+    if durations is None:
+        return
+    if not places_phonemes_by_durations:
+        raise ValueError(
+            "phoneme_durations_in_s needs a transformer that places phonemes by durations "
+            "(phoneme_alignment='durations'); this one does not use them."
+        )
+    if not isinstance(durations, (list, tuple)):
+        raise TypeError(
+            "phoneme_durations_in_s must be a list with one sequence of seconds per instruction, got "
+            f"{_type_name(durations)}."
+        )
+    if len(durations) != batch_size:
+        raise ValueError(
+            f"Got {len(durations)} sequences in phoneme_durations_in_s for {batch_size} instructions; give one "
+            "per instruction."
+        )
+    for index, row in enumerate(durations):
+        name = f"phoneme_durations_in_s[{index}]"
+        values = row.tolist() if isinstance(row, (torch.Tensor, np.ndarray)) else row
+        if not isinstance(values, (list, tuple)) or not all(is_real(value) for value in values):
+            raise TypeError(f"{name} must be a flat sequence of seconds (numbers), got {_type_name(row)}.")
+        if not all(math.isfinite(value) and value >= 0 for value in values) or not sum(values) > 0:
+            raise ValueError(f"{name} must hold finite seconds >= 0 that add up to more than 0, got {row!r}.")
+
+
+def check_phoneme_duration_counts(durations, token_counts: list[int]) -> None:
+    """Each sequence of `phoneme_durations_in_s` has one value per token of its phonemized text."""
+    for index, (row, count) in enumerate(zip(durations, token_counts)):
+        if len(row) != count:
+            raise ValueError(
+                f"phoneme_durations_in_s[{index}] has {len(row)} values, but its text has {count} phoneme tokens "
+                "(pipe.processor.phonemize(text) lists them); give one duration per token."
             )
 
 

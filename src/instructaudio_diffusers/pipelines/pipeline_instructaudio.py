@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput, DiffusionPipeline
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
@@ -220,6 +221,7 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         callback_on_step_end: Callable | None = None,
+        phoneme_durations_in_s: list | None = None,
     ) -> None:
         """Refuse arguments `__call__` cannot honour, before any model runs.
 
@@ -236,12 +238,14 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
             max_audio_length_in_s=self.max_audio_length_in_s,
             output_types=OUTPUT_TYPES,
             callback_tensor_inputs=tuple(self._callback_tensor_inputs),
+            places_phonemes_by_durations=self.transformer.phoneme_alignment == "durations",
         )
         input_checks.check_call(
             limits,
             instructions=instructions,
             texts=texts,
             audio_length_in_s=audio_length_in_s,
+            phoneme_durations_in_s=phoneme_durations_in_s,
             num_inference_steps=num_inference_steps,
             output_type=output_type,
             negative_instruction=negative_instruction,
@@ -294,12 +298,27 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         text_condition: InstructAudioTextCondition,
         phoneme_mask: torch.Tensor,
         latent_frames: torch.Tensor,
+        given_frames: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Per-phoneme latent frames `(B, P)` from the transformer's predictor, scaled to sum to `latent_frames`."""
-        with torch.no_grad():
-            log_durations = self.transformer.predict_token_durations(text_condition, phoneme_mask.shape[1])
-        predicted = torch.expm1(log_durations).clamp(min=0).round()
-        return fit_durations(predicted, phoneme_mask, latent_frames)
+        """Per-phoneme latent frames `(B, P)`, scaled to sum to `latent_frames`: the caller's `given_frames`
+        (fractional frames per token) when there are some, else the transformer's predictor."""
+        if given_frames is None:
+            with torch.no_grad():
+                log_durations = self.transformer.predict_token_durations(text_condition, phoneme_mask.shape[1])
+            given_frames = torch.expm1(log_durations).clamp(min=0).round()
+        return fit_durations(given_frames, phoneme_mask, latent_frames)
+
+    def given_phoneme_frames(
+        self, phoneme_durations_in_s: list, phoneme_mask: torch.Tensor, num_waveforms_per_prompt: int
+    ) -> torch.Tensor:
+        """The caller's seconds per token as fractional latent frames `(B * num_waveforms_per_prompt, P)`."""
+        counts = phoneme_mask[::num_waveforms_per_prompt].sum(dim=1).tolist()
+        input_checks.check_phoneme_duration_counts(phoneme_durations_in_s, counts)
+        frames = torch.zeros(len(counts), phoneme_mask.shape[1], device=phoneme_mask.device)
+        for row, seconds in enumerate(phoneme_durations_in_s):
+            values = torch.as_tensor(np.asarray(seconds, dtype=np.float32), device=phoneme_mask.device)
+            frames[row, : len(values)] = values * self.vae.latent_frame_rate
+        return frames.repeat_interleave(num_waveforms_per_prompt, dim=0)
 
     def prepare_latent_frames(
         self,
@@ -308,12 +327,13 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         latents: torch.Tensor | None,
         text_condition: InstructAudioTextCondition,
         num_waveforms_per_prompt: int,
+        given_phoneme_frames: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Latent frames per output item `(B * num_waveforms_per_prompt,)`.
 
-        Order of precedence: `audio_length_in_s`; the length of the given `latents`; instrumental music's
-        default length; the transformer's duration predictor (for models that place phonemes by durations, the
-        sum of its per-phoneme predictions).
+        Order of precedence: `audio_length_in_s`; the length of the given `latents`; the sum of the caller's
+        per-phoneme durations; instrumental music's default length; the transformer's duration predictor (for
+        models that place phonemes by durations, the sum of its per-phoneme predictions).
         """
         batch = len(texts) * num_waveforms_per_prompt
         device = text_condition.hidden_states.device
@@ -326,6 +346,9 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
             return frames.repeat_interleave(num_waveforms_per_prompt)
         if latents is not None:
             return torch.full((batch,), latents.shape[-1], device=device)
+        if given_phoneme_frames is not None:
+            total = given_phoneme_frames.sum(dim=1).round()
+            return total.clamp(1, self.transformer.config.max_audio_frames).long()
         with torch.no_grad():
             predicted = self.transformer.predict_duration(text_condition=text_condition).exp().round()
         instrumental = torch.tensor([not t.strip() for t in texts], device=device).repeat_interleave(
@@ -417,6 +440,7 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         instruction: str | list[str] | None = None,
         text: str | list[str] | None = "",
         audio_length_in_s: float | list[float] | None = None,
+        phoneme_durations_in_s: list | None = None,
         num_inference_steps: int = 32,
         guidance_scale: float = 2.0,
         negative_instruction: str | list[str] | None = None,
@@ -441,6 +465,10 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
             audio_length_in_s (`float` or `list[float]`, *optional*): Length of each output in seconds, from
                 one latent frame to `max_audio_length_in_s`; when absent, the duration predictor decides
                 (instrumental music: 10 s), capped at `max_audio_length_in_s` with a logged warning.
+            phoneme_durations_in_s (`list`, *optional*): For models that place phonemes by durations, the seconds
+                of each token of `pipe.processor.phonemize(text)`, one sequence per instruction (e.g. an output's
+                `phoneme_durations_in_s` with one word stretched, or an aligner's). They replace the predicted
+                durations; scaled to `audio_length_in_s` when it is given, otherwise their sum is the length.
             num_inference_steps (`int`, defaults to 32): Euler steps, 1 to 1000.
             guidance_scale (`float`, defaults to 2.0): Classifier-free guidance, from 1 (off) to 100.
             negative_instruction (`str` or `list[str]`, *optional*): Instruction to steer away from; by
@@ -485,6 +513,7 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
             generator=generator,
             latents=latents,
             callback_on_step_end=callback_on_step_end,
+            phoneme_durations_in_s=phoneme_durations_in_s,
         )
         num_inference_steps = int(num_inference_steps)
         num_waveforms_per_prompt = int(num_waveforms_per_prompt)
@@ -511,19 +540,24 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
 
         # 3. Phonemes, and the text stream computed once for every step (and the duration predictor)
         phoneme_ids, phoneme_mask = self.encode_text(texts, device, num_waveforms_per_prompt)
+        given_frames = None
+        if phoneme_durations_in_s is not None:
+            given_frames = self.given_phoneme_frames(phoneme_durations_in_s, phoneme_mask, num_waveforms_per_prompt)
         text_condition = self.transformer.encode_text_condition(
             instruction_embeds, instruction_attention_mask, phoneme_ids, phoneme_mask
         )
 
         # 4. Duration, and where each phoneme falls for models that place phonemes by durations
         latent_frames = self.prepare_latent_frames(
-            audio_length_in_s, texts, latents, text_condition, num_waveforms_per_prompt
+            audio_length_in_s, texts, latents, text_condition, num_waveforms_per_prompt, given_frames
         )
         if audio_length_in_s is None and latents is None:
             self._warn_if_length_capped(latent_frames)
         phoneme_durations = None
         if self.transformer.phoneme_alignment == "durations":
-            phoneme_durations = self.prepare_phoneme_durations(text_condition, phoneme_mask, latent_frames)
+            phoneme_durations = self.prepare_phoneme_durations(
+                text_condition, phoneme_mask, latent_frames, given_frames
+            )
             text_condition = text_condition.with_durations(phoneme_durations)
 
         # 5. Latents and masks
