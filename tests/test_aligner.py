@@ -52,7 +52,9 @@ def synthetic_batch(generator, patterns, batch_size=8, silent_id=None):
             silent = torch.rand(length, generator=generator) < 0.25
             silent[0] = False
             ids[silent], durations[silent] = silent_id, 0
-        frames = torch.cat([patterns[i][:, None].expand(-1, int(d)) for i, d in zip(ids, durations) if d > 0], dim=1)
+        frames = torch.cat(
+            [patterns[i][:, None].expand(-1, int(d)) for i, d in zip(ids, durations) if d > 0], dim=1
+        )
         clips.append((ids, durations, frames + 0.3 * torch.randn(frames.shape, generator=generator)))
     tokens, frames = max(len(c[0]) for c in clips), max(c[2].shape[1] for c in clips)
     mel = torch.zeros(batch_size, patterns.shape[1], frames)
@@ -231,3 +233,11 @@ def test_train_aligner_then_cache_durations(tmp_path):
     assert [(entry["path"], entry["reason"]) for entry in bad] == [("crowded.wav", "alignment_failed")]
     assert "more tokens than mel frames" in bad[0]["problems"][0][1]
     assert json.loads((output / "prepare_summary.json").read_text())["durations"]["rejected"] == 1
+
+
+def test_train_aligner_refuses_a_folder_that_is_not_a_prepared_dataset(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_aligner.parse_args(
+            ["--dataset_dir", str(tmp_path), "--vae", "v", "--output_dir", str(tmp_path / "o")]
+        )
+    assert "is not a prepared dataset (no state.json)" in capsys.readouterr().err

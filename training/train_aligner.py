@@ -65,6 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.max_train_steps < 1 or not 0 < args.validation_fraction < 0.5:
         parser.error("need --max_train_steps >= 1 and 0 < --validation_fraction < 0.5.")
+    if not (Path(args.dataset_dir) / "state.json").is_file():
+        parser.error(
+            f"--dataset_dir {args.dataset_dir} is not a prepared dataset (no state.json); "
+            "run training/prepare_dataset.py first."
+        )
     return args
 
 
@@ -87,7 +92,9 @@ def build_aligner(vae_path: str, processor):
         mel_fmin=config.mel_fmin,
         mel_fmax=config.mel_fmax,
         time_downsample_factor=vae.time_downsample_factor,
-        silent_token_ids=sorted(processor.vocab[token] for token in SILENT_TOKENS if token in processor.vocab),
+        silent_token_ids=sorted(
+            processor.vocab[token] for token in SILENT_TOKENS if token in processor.vocab
+        ),
     )
 
 
@@ -165,7 +172,9 @@ def evaluate(model, clips, batches, device, references: dict | None) -> dict[str
     for indices in batches:
         mel, mel_mask, phoneme_ids, phoneme_mask = collate(clips, indices, device)
         output = model(mel, mel_mask, phoneme_ids, phoneme_mask)
-        losses.append(float(model.forward_sum_loss(output.log_attention, mel_mask, output.aligned_token_mask)))
+        losses.append(
+            float(model.forward_sum_loss(output.log_attention, mel_mask, output.aligned_token_mask))
+        )
         if references:
             durations = model.hard_durations(output.log_attention, mel_mask, output.aligned_token_mask)
             durations = durations.cpu().numpy()
