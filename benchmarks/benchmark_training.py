@@ -30,9 +30,6 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
-
-from batching import FixedSizeBatchSampler, FrameBudgetBatchSampler, padding_fraction  # noqa: E402
 from common import (  # noqa: E402
     add_common_arguments,
     format_table,
@@ -43,8 +40,13 @@ from common import (  # noqa: E402
     write_json,
 )
 from instructaudio_diffusers import InstructAudioTransformerModel  # noqa: E402
-from instructaudio_objective import flow_matching_losses  # noqa: E402
-from train_instructaudio import parse_args as training_parse_args  # noqa: E402
+from instructaudio_diffusers.training.batching import (
+    FixedSizeBatchSampler,
+    FrameBudgetBatchSampler,
+    padding_fraction,
+)
+from instructaudio_diffusers.training.transformer.args import parse_args as training_parse_args
+from instructaudio_diffusers.training.transformer.objective import flow_matching_losses
 
 DEMO_CONFIG = REPO / "configs" / "demo" / "transformer" / "config.json"
 LATENT_FRAME_RATE = 22050 / (256 * 2)  # the demo VAE: 22.05 kHz, hop 256, 2x time downsampling

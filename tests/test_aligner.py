@@ -22,8 +22,8 @@ sys.path.insert(0, str(REPO / "training"))
 
 import prepare_dataset  # noqa: E402
 import train_aligner  # noqa: E402
+from instructaudio_diffusers.training.data import load_prepared_dataset
 from test_training_data import SAMPLING_RATE, TINY_VAE, row, tone  # noqa: E402
-from utils import load_prepared_dataset  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -52,7 +52,9 @@ def synthetic_batch(generator, patterns, batch_size=8, silent_id=None):
             silent = torch.rand(length, generator=generator) < 0.25
             silent[0] = False
             ids[silent], durations[silent] = silent_id, 0
-        frames = torch.cat([patterns[i][:, None].expand(-1, int(d)) for i, d in zip(ids, durations) if d > 0], dim=1)
+        frames = torch.cat(
+            [patterns[i][:, None].expand(-1, int(d)) for i, d in zip(ids, durations) if d > 0], dim=1
+        )
         clips.append((ids, durations, frames + 0.3 * torch.randn(frames.shape, generator=generator)))
     tokens, frames = max(len(c[0]) for c in clips), max(c[2].shape[1] for c in clips)
     mel = torch.zeros(batch_size, patterns.shape[1], frames)

@@ -18,8 +18,8 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "training"))
 
-import make_demo_corpus  # noqa: E402
-from corpus import instructions, music, plan, sentences, speech  # noqa: E402
+from instructaudio_diffusers.training.demo_corpus import build as make_demo_corpus
+from instructaudio_diffusers.training.demo_corpus import instructions, music, plan, sentences, speech
 
 MISSING_TOOLS = speech.missing_tools()
 needs_tools = pytest.mark.skipif(

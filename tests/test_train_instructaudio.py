@@ -20,20 +20,20 @@ from safetensors.torch import load_file
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "training"))
 
-import instructaudio_objective  # noqa: E402
 import prepare_dataset  # noqa: E402
-import train_instructaudio  # noqa: E402
-from checkpoints import list_checkpoints  # noqa: E402
-from instructaudio_data import (  # noqa: E402
+from instructaudio_diffusers import InstructAudioPipeline  # noqa: E402
+from instructaudio_diffusers.testing_utils import TINY_MEL, get_dummy_components  # noqa: E402
+from instructaudio_diffusers.training.checkpointing import list_checkpoints
+from instructaudio_diffusers.training.data import load_prepared_dataset
+from instructaudio_diffusers.training.transformer import objective as instructaudio_objective
+from instructaudio_diffusers.training.transformer import train as train_instructaudio
+from instructaudio_diffusers.training.transformer.data import (
     InstructAudioCollator,
     InstructAudioTrainingDataset,
     clip_latent_frames,
     encode_instructions,
     encode_latents,
 )
-from instructaudio_diffusers import InstructAudioPipeline  # noqa: E402
-from instructaudio_diffusers.testing_utils import TINY_MEL, get_dummy_components  # noqa: E402
-from utils import load_prepared_dataset  # noqa: E402
 
 torch.set_num_threads(1)
 # (instruction, text, language, task) cycled over the clips; at 8 kHz / hop 16 / r = 2 one latent frame is 4 ms.
@@ -467,7 +467,6 @@ def test_push_to_hub_uploads_the_output_folder_without_checkpoints(monkeypatch, 
     import types
 
     import huggingface_hub
-
     import instructaudio_outputs
 
     calls = {}
@@ -527,8 +526,8 @@ def test_whole_recipe_prepare_vae_main_model_generate(fixture_dir, tmp_path):
     transformer trained on that VAE's latents -> `from_pretrained` -> audio."""
     from accelerate.state import AcceleratorState, GradientState
 
-    import train_mel_vae
     from instructaudio_diffusers import AutoencoderKLMel
+    from instructaudio_diffusers.training.mel_vae import train as train_mel_vae
 
     vae_config = tmp_path / "vae.json"
     vae_config.write_text(json.dumps(dict(get_dummy_components()["vae"].config)))

@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "training"))
 
 import prepare_dataset  # noqa: E402
-import train_mel_vae  # noqa: E402
-from checkpoints import list_checkpoints, resolve_checkpoint  # noqa: E402
+from instructaudio_diffusers.training.checkpointing import list_checkpoints, resolve_checkpoint
+from instructaudio_diffusers.training.mel_vae import train as train_mel_vae
 
 SAMPLING_RATE = 22050
 # 22 latent frames of 512 samples: the crop length --segment_seconds 0.5 rounds to.

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "training"))
 
 import prepare_dataset  # noqa: E402
-from utils import load_prepared_dataset, resolve_audio_path  # noqa: E402
+from instructaudio_diffusers.training.data import load_prepared_dataset, resolve_audio_path
 
 SAMPLING_RATE = 22050
 TINY_VAE = dict(

@@ -23,12 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checkpoints import list_checkpoints  # noqa: E402
+from instructaudio_diffusers.training.checkpointing import list_checkpoints
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from utils import resolve_audio_path  # training/ is on sys.path (see prepare_dataset.py)
+from instructaudio_diffusers.training.data import resolve_audio_path
 
 #: Columns the passes below add (and replace on a rerun).
 CACHED_COLUMNS = (

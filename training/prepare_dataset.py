@@ -76,7 +76,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from feature_cache import CACHED_COLUMNS, add_cached_features  # noqa: E402
-from utils import load_prepared_dataset, write_json  # noqa: E402
+from instructaudio_diffusers.training.data import load_prepared_dataset  # noqa: E402
+from instructaudio_diffusers.training.tracking import write_json  # noqa: E402
 
 TASKS = ("speech", "dialogue", "music")
 LANGUAGES = ("en", "zh", "mixed")

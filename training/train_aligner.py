@@ -24,15 +24,13 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from utils import load_prepared_dataset, resolve_audio_path  # noqa: E402
+from instructaudio_diffusers.training.data import load_prepared_dataset, resolve_audio_path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -87,7 +85,9 @@ def build_aligner(vae_path: str, processor):
         mel_fmin=config.mel_fmin,
         mel_fmax=config.mel_fmax,
         time_downsample_factor=vae.time_downsample_factor,
-        silent_token_ids=sorted(processor.vocab[token] for token in SILENT_TOKENS if token in processor.vocab),
+        silent_token_ids=sorted(
+            processor.vocab[token] for token in SILENT_TOKENS if token in processor.vocab
+        ),
     )
 
 
@@ -165,7 +165,9 @@ def evaluate(model, clips, batches, device, references: dict | None) -> dict[str
     for indices in batches:
         mel, mel_mask, phoneme_ids, phoneme_mask = collate(clips, indices, device)
         output = model(mel, mel_mask, phoneme_ids, phoneme_mask)
-        losses.append(float(model.forward_sum_loss(output.log_attention, mel_mask, output.aligned_token_mask)))
+        losses.append(
+            float(model.forward_sum_loss(output.log_attention, mel_mask, output.aligned_token_mask))
+        )
         if references:
             durations = model.hard_durations(output.log_attention, mel_mask, output.aligned_token_mask)
             durations = durations.cpu().numpy()

@@ -1,6 +1,6 @@
 """The Mel-VAE's training objective: the wrapped model, the patch discriminator and the loss terms.
 
-Kept apart from `train_mel_vae.py` so the script reads as the training procedure; see its docstring
+Kept apart from `train` so that it reads as the training procedure; see its docstring
 for the objective as a whole.
 """
 

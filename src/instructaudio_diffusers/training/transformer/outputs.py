@@ -11,15 +11,7 @@ from typing import Any
 
 import torch
 
-from common_args import (  # training/ is on sys.path
-    push_folder_to_hub,
-)
-from utils import (  # training/ is on sys.path
-    log_audio,
-    log_image,
-    plot_mel,
-    write_json,
-)
+from ..tracking import log_audio, log_image, plot_mel, push_folder_to_hub, write_json
 
 logger = logging.getLogger("train_instructaudio")
 #: Folder of the final validation samples, next to the saved pipeline; the model card links to them.
@@ -81,7 +73,13 @@ def run_validation(
             waveform = vocode(pipeline.vocoder, mel[None])[0].float().cpu()
             audio_path, image_path = folder / f"sample{index}.wav", folder / f"sample{index}_mel.png"
             write_wav(audio_path, waveform, pipeline.sampling_rate)
-            image = plot_mel(mel, image_path, title=f"{instruction[:60]} (step {step})")
+            image = plot_mel(
+                mel,
+                pipeline.sampling_rate,
+                pipeline.vae.config.hop_length,
+                image_path,
+                title=f"{instruction[:60]} (step {step})",
+            )
             log_audio(accelerator, f"validation/sample{index}", waveform, pipeline.sampling_rate, step)
             log_image(accelerator, f"validation/sample{index}_mel", image, step)
             records.append(

@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import Dataset
 
 from instructaudio_diffusers.pipelines.pipeline_instructaudio import INSTRUMENTAL_TEXT, lengths_to_mask
-from utils import resolve_audio_path  # training/ is on sys.path in every script that imports this module
+
+from ..data import resolve_audio_path
 
 _META_COLUMNS = ("audio_path", "audio_path_absolute", "source_path", "instruction", "text")
 

@@ -1,5 +1,5 @@
 """The training objective of the InstructAudio MM-DiT: conditional flow matching over Mel-VAE latents with
-classifier-free-guidance condition dropout, plus the duration predictor's loss (see `train_instructaudio.py`).
+classifier-free-guidance condition dropout, plus the duration predictor's loss (see `train`).
 
 Condition dropout `coupling`: "independent" draws the instruction and text drops separately, so only
 p_instruction x p_text of the clips train the fully unconditional branch that the pipeline's guidance uses
