@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
 from common import (  # noqa: E402
     add_common_arguments,
     format_table,
@@ -47,6 +46,8 @@ from instructaudio_diffusers.training.batching import (
 )
 from instructaudio_diffusers.training.transformer.args import parse_args as training_parse_args
 from instructaudio_diffusers.training.transformer.objective import flow_matching_losses
+
+REPO = Path(__file__).resolve().parents[1]
 
 DEMO_CONFIG = REPO / "configs" / "demo" / "transformer" / "config.json"
 LATENT_FRAME_RATE = 22050 / (256 * 2)  # the demo VAE: 22.05 kHz, hop 256, 2x time downsampling

@@ -11,15 +11,11 @@ from __future__ import annotations
 import ctypes.util
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
 
 from instructaudio_diffusers.training.demo_corpus import speech
 from instructaudio_diffusers.training.demo_corpus.alignment_check import audio_checks, score_records
@@ -39,6 +35,8 @@ from instructaudio_diffusers.training.demo_corpus.timings import (
     parse_flite_durations,
     turn_timings,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 MISSING_TOOLS = speech.missing_tools()
 needs_tools = pytest.mark.skipif(
@@ -335,7 +333,7 @@ def test_reference_and_score_commands(tiny_corpus: Path, tmp_path: Path, capsys)
 
 @pytest.mark.slow
 def test_score_reads_a_prepared_dataset(tiny_corpus: Path, tmp_path: Path, processor):
-    import prepare_dataset
+    from instructaudio_diffusers.training import preparation as prepare_dataset
     from instructaudio_diffusers.training.data import load_prepared_dataset
     from instructaudio_diffusers.training.demo_corpus import check as check_alignment
 

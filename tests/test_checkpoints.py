@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-
 from instructaudio_diffusers.training.batching import TrainingProgress
 from instructaudio_diffusers.training.checkpointing import (
     CheckpointError,
@@ -22,6 +20,8 @@ from instructaudio_diffusers.training.checkpointing import (
     load_checkpoint,
     save_checkpoint,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY_VAE = dict(
     n_mels=16, latent_channels=2, block_out_channels=(4, 4), downsample_factors=(2,), layers_per_block=1

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
 from instructaudio_diffusers.evaluation.cases import load_cases  # noqa: E402
 from instructaudio_diffusers.training.demo_corpus import build as make_demo_corpus
 from instructaudio_diffusers.training.demo_corpus import contrast, instructions, plan
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_pairs_differ_in_one_attribute_and_read_held_out_material(tmp_path):

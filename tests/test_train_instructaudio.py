@@ -17,12 +17,9 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
-
-import prepare_dataset  # noqa: E402
 from instructaudio_diffusers import InstructAudioPipeline  # noqa: E402
 from instructaudio_diffusers.testing_utils import TINY_MEL, get_dummy_components  # noqa: E402
+from instructaudio_diffusers.training import preparation as prepare_dataset
 from instructaudio_diffusers.training.checkpointing import list_checkpoints
 from instructaudio_diffusers.training.data import load_prepared_dataset
 from instructaudio_diffusers.training.transformer import objective as instructaudio_objective
@@ -34,6 +31,8 @@ from instructaudio_diffusers.training.transformer.data import (
     encode_instructions,
     encode_latents,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(1)
 # (instruction, text, language, task) cycled over the clips; at 8 kHz / hop 16 / r = 2 one latent frame is 4 ms.

@@ -90,11 +90,11 @@ def resolve_training_data(args: argparse.Namespace) -> str:
     key = hashlib.sha1(f"{metadata.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     target = Path(args.cache_dir or Path(args.output_dir, "prepared_data"), f"{Path(source).name}-{key}")
     if not _is_prepared(target):
-        import prepare_dataset  # training/ is on sys.path
+        from . import preparation
 
         logger.info("Preparing %s into %s (bad rows go to its %s)", source, target, "bad_rows.jsonl")
         command = ["--audio_dir", str(source), "--metadata", str(metadata), "--output_dir", str(target)]
-        if prepare_dataset.main(prepare_dataset.parse_args(command)) != 0:
+        if preparation.main(preparation.parse_args(command)) != 0:
             raise ValueError(f"preparing {source} failed; see {target.parent} and the log above.")
     return str(target)
 

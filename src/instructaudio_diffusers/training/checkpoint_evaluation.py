@@ -26,7 +26,7 @@ import os
 import time
 from pathlib import Path
 
-from instructaudio_diffusers.training.checkpointing import list_checkpoints
+from .checkpointing import list_checkpoints
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -206,8 +206,3 @@ def main(args: argparse.Namespace) -> list[dict]:
         print(json.dumps(result), flush=True)
         results.append(result)
     return results
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    main(parse_args())

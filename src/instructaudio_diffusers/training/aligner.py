@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from instructaudio_diffusers.training.data import load_prepared_dataset, resolve_audio_path
+from .data import load_prepared_dataset, resolve_audio_path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -262,8 +262,3 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                 log.flush()
                 print(json.dumps(scores), flush=True)
     return {"best_validation_loss": best}
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    main(parse_args())

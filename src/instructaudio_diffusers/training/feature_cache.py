@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from instructaudio_diffusers.training.data import resolve_audio_path
+from .data import resolve_audio_path
 
 #: Columns the passes below add (and replace on a rerun).
 CACHED_COLUMNS = (

@@ -74,10 +74,9 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from feature_cache import CACHED_COLUMNS, add_cached_features  # noqa: E402
-from instructaudio_diffusers.training.data import load_prepared_dataset  # noqa: E402
-from instructaudio_diffusers.training.tracking import write_json  # noqa: E402
+from .data import load_prepared_dataset
+from .feature_cache import CACHED_COLUMNS, add_cached_features
+from .tracking import write_json
 
 TASKS = ("speech", "dialogue", "music")
 LANGUAGES = ("en", "zh", "mixed")
@@ -535,8 +534,3 @@ def main(args: argparse.Namespace) -> int:
         print(f"{output_dir} exists; pass --overwrite to replace it.", file=sys.stderr)
         return 2
     return prepare(args, output_dir)
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sys.exit(main(parse_args()))
