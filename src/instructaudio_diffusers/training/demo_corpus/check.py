@@ -42,13 +42,14 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from ...cli import DEFAULT_MODEL
+from ...pretrained import DEFAULT_MODEL
 from .alignment_check import RECORD_VERSION, clip_record, format_report, score_records
 from .reference import FRAMES_PER_SECOND
 from .speech import warm_up
 from .timings import clip_timings, planned_renders
 
-DEFAULT_PROCESSOR = os.path.join(os.path.normpath(DEFAULT_MODEL), "processor")
+#: The demo model's processor in a source checkout; an installed package has none, and `--processor` is needed.
+DEFAULT_PROCESSOR = os.path.join(DEFAULT_MODEL, "processor") if DEFAULT_MODEL else None
 TIMED_PARTS = ("speech_en", "speech_zh", "dialogue")
 FRAME_MS = 1000 / FRAMES_PER_SECOND  # one latent frame, 23.2 ms
 REFERENCE_FILE, ORACLE_FILE, CHECK_FILE = "reference.jsonl", "oracle_durations.jsonl", "timing_check.json"
@@ -81,6 +82,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.command == "score" and args.durations and not args.corpus_dir:
         parser.error("--durations needs --corpus_dir.")
+    if args.processor is None:
+        parser.error(
+            "--processor is needed: the demo model's processor ships with the source checkout "
+            "(checkpoints/instructaudio-demo/processor), not with the installed package."
+        )
     return args
 
 
