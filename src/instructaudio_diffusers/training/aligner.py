@@ -139,7 +139,7 @@ def make_batches(clips: list[dict], budget: int, rng: np.random.Generator) -> li
 
 
 def collate(clips: list[dict], indices: list[int], device) -> tuple[torch.Tensor, ...]:
-    from instructaudio_diffusers.pipelines.pipeline_instructaudio import lengths_to_mask
+    from instructaudio_diffusers.torch_utils import lengths_to_mask
 
     mels = [clips[i]["mel"] for i in indices]
     ids = [clips[i]["ids"] for i in indices]
