@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import (  # noqa: E402
+from common import (
     add_common_arguments,
     format_table,
     load_average,
@@ -38,14 +38,17 @@ from common import (  # noqa: E402
     synchronize,
     write_json,
 )
-from instructaudio_diffusers import InstructAudioTransformerModel  # noqa: E402
+from instructaudio_diffusers import InstructAudioTransformerModel
 from instructaudio_diffusers.training.batching import (
     FixedSizeBatchSampler,
     FrameBudgetBatchSampler,
     padding_fraction,
 )
 from instructaudio_diffusers.training.transformer.args import parse_args as training_parse_args
-from instructaudio_diffusers.training.transformer.objective import flow_matching_losses
+from instructaudio_diffusers.training.transformer.objective import (
+    FlowMatchingObjectiveConfig,
+    flow_matching_losses,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -134,8 +137,10 @@ def main() -> None:
     config = dict(InstructAudioTransformerModel.load_config(args.config))
     model = InstructAudioTransformerModel.from_config(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    objective = training_parse_args(
-        ["--dataset_dir", "-", "--output_dir", "-", "--pretrained_model_name_or_path", "-"]
+    objective = FlowMatchingObjectiveConfig.from_args(
+        training_parse_args(
+            ["--dataset_dir", "-", "--output_dir", "-", "--pretrained_model_name_or_path", "-"]
+        )
     )
     corpus = make_corpus(args, config)
     lengths = np.array([item["latents"].shape[-1] for item in corpus])

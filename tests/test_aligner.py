@@ -18,7 +18,7 @@ from instructaudio_diffusers.models.aligner import (
 from instructaudio_diffusers.training import aligner as train_aligner
 from instructaudio_diffusers.training import preparation as prepare_dataset
 from instructaudio_diffusers.training.data import load_prepared_dataset
-from test_training_data import SAMPLING_RATE, TINY_VAE, row, tone  # noqa: E402
+from test_training_data import SAMPLING_RATE, TINY_VAE, row, tone
 
 REPO = Path(__file__).resolve().parents[1]
 

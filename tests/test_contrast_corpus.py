@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from instructaudio_diffusers.evaluation.cases import load_cases  # noqa: E402
+from instructaudio_diffusers.evaluation.cases import load_cases
 from instructaudio_diffusers.training.demo_corpus import build as make_demo_corpus
 from instructaudio_diffusers.training.demo_corpus import contrast, instructions, plan
 

@@ -17,8 +17,8 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from instructaudio_diffusers import InstructAudioPipeline  # noqa: E402
-from instructaudio_diffusers.testing_utils import TINY_MEL, get_dummy_components  # noqa: E402
+from instructaudio_diffusers import InstructAudioPipeline
+from instructaudio_diffusers.testing_utils import TINY_MEL, get_dummy_components
 from instructaudio_diffusers.training import preparation as prepare_dataset
 from instructaudio_diffusers.training.checkpointing import list_checkpoints
 from instructaudio_diffusers.training.data import load_prepared_dataset
@@ -280,13 +280,15 @@ def _objective_args(*extra: str):
 
 def test_loss_falls_when_overfitting_a_fixed_batch(fixture_dir):
     """Same batch, noise and sigmas every step: the objective and its gradients must drive the loss down."""
-    from utils import keyed_generator
+    from instructaudio_diffusers.training.batching import keyed_generator
 
     pipe, batch = _tiny_batch(fixture_dir, "cached", [0, 1, 2, 3])
     cpu = torch.device("cpu")
     latents, frame_mask = encode_latents(batch, pipe.vae, None, keyed_generator(0), True, cpu)
     embeds, mask = encode_instructions(batch, None, cpu)
-    args = _objective_args("--instruction_dropout", "0", "--text_dropout", "0")
+    objective = instructaudio_objective.FlowMatchingObjectiveConfig.from_args(
+        _objective_args("--instruction_dropout", "0", "--text_dropout", "0"), pipe.scheduler.config
+    )
     model = pipe.transformer.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
@@ -300,7 +302,7 @@ def test_loss_falls_when_overfitting_a_fixed_batch(fixture_dir):
             mask,
             *phonemes,
             batch["latent_frames"],
-            args,
+            objective,
             keyed_generator(1),
         )
         optimizer.zero_grad()
@@ -466,7 +468,8 @@ def test_push_to_hub_uploads_the_output_folder_without_checkpoints(monkeypatch, 
     import types
 
     import huggingface_hub
-    import instructaudio_outputs
+
+    from instructaudio_diffusers.training.transformer import outputs as instructaudio_outputs
 
     calls = {}
 

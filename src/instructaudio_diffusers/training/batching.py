@@ -250,18 +250,20 @@ class TrainingProgress:
         return self.epoch, self.batches_in_epoch
 
 
+def updates_per_epoch(batches_per_epoch: int, gradient_accumulation_steps: int) -> int:
+    """Optimizer steps of an epoch of `batches_per_epoch` micro-batches: accelerate forces an optimizer step at the
+    end of every epoch, so `ceil(batches / accumulation)`."""
+    return math.ceil(batches_per_epoch / gradient_accumulation_steps)
+
+
 def training_length(
     batches_per_epoch: int,
     gradient_accumulation_steps: int,
     max_train_steps: int | None,
     num_train_epochs: int,
 ) -> tuple[int, int]:
-    """`(max_train_steps, num_train_epochs)` made consistent.
-
-    accelerate forces an optimizer step at the end of every epoch, so an epoch has
-    `ceil(batches / accumulation)` updates.
-    """
-    updates_per_epoch = math.ceil(batches_per_epoch / gradient_accumulation_steps)
+    """`(max_train_steps, num_train_epochs)` made consistent, for epochs of equal length (see `updates_per_epoch`)."""
+    updates = updates_per_epoch(batches_per_epoch, gradient_accumulation_steps)
     if max_train_steps is None:
-        max_train_steps = num_train_epochs * updates_per_epoch
-    return max_train_steps, math.ceil(max_train_steps / updates_per_epoch)
+        max_train_steps = num_train_epochs * updates
+    return max_train_steps, math.ceil(max_train_steps / updates)

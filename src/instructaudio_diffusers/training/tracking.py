@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,17 @@ import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingSummary:
+    """What a training script's `main` returns: the last optimizer step, every step's loss (and, where measured,
+    clips per second) in this run, and the output folder."""
+
+    global_step: int
+    losses: list[float] = field(default_factory=list)
+    output_dir: str = ""
+    samples_per_second: list[float] = field(default_factory=list)
 
 
 def tracker_config(args: argparse.Namespace) -> dict[str, Any]:

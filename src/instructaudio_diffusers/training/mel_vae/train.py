@@ -61,10 +61,24 @@ from ..checkpointing import (
 )
 from ..data import load_prepared_dataset, resolve_training_data, subset_for_training
 from ..runtime import adamw_from_args, create_accelerator, finish_training, lr_scheduler_from_args
-from ..tracking import log_audio, log_image, plot_mel, push_folder_to_hub, tracker_config, write_json
+from ..tracking import (
+    TrainingSummary,
+    log_audio,
+    log_image,
+    plot_mel,
+    push_folder_to_hub,
+    tracker_config,
+    write_json,
+)
 from ..vocoder import load_vocoder
 from .data import MelVAECropDataset, collate, load_clip
-from .objective import MelPatchDiscriminator, MelVAETrainingModule, discriminator_hinge_loss, vae_losses
+from .objective import (
+    MelPatchDiscriminator,
+    MelVAEObjectiveConfig,
+    MelVAETrainingModule,
+    discriminator_hinge_loss,
+    vae_losses,
+)
 
 logger = logging.getLogger("train_mel_vae")
 _PATH_COLUMNS = ("audio_path", "audio_path_absolute", "source_path")
@@ -262,15 +276,6 @@ def compute_latent_statistics(vae, rows: list[dict[str, Any]], args: argparse.Na
 
 # ---------------------------------------------------------------------------------------------- training
 @dataclass
-class TrainingSummary:
-    """What `main` returns: the last optimizer step, the loss of every step of this run, the model folder."""
-
-    global_step: int
-    losses: list[float] = field(default_factory=list)
-    output_dir: str = ""
-
-
-@dataclass
 class MelVAERun:
     """Everything the loop touches, built and `accelerator.prepare`d by `setup_run`."""
 
@@ -285,6 +290,7 @@ class MelVAERun:
     segment_samples: int
     max_train_steps: int
     num_train_epochs: int
+    objective: MelVAEObjectiveConfig
     progress: TrainingProgress = field(default_factory=TrainingProgress)
     discriminator: nn.Module | None = None
     discriminator_optimizer: Any = None
@@ -367,6 +373,7 @@ def setup_run(args: argparse.Namespace) -> MelVAERun:
         segment_samples=segment_samples,
         max_train_steps=max_train_steps,
         num_train_epochs=num_train_epochs,
+        objective=MelVAEObjectiveConfig.from_args(args),
     )
     if args.adversarial_start_step is not None:
         discriminator = MelPatchDiscriminator(vae.config.n_mels, args.discriminator_channels)
@@ -415,7 +422,9 @@ def train_batch(
             args.seed, epoch, run.progress.batches_in_epoch, accelerator.process_index
         )
         discriminator = accelerator.unwrap_model(run.discriminator) if adversarial else None
-        losses, fake = vae_losses(accelerator, model, discriminator, mel, frame_mask, generator, args)
+        losses, fake = vae_losses(
+            accelerator, model, discriminator, mel, frame_mask, generator, run.objective
+        )
         accelerator.backward(losses["loss"])
         if accelerator.sync_gradients:
             max_norm = args.max_grad_norm if args.max_grad_norm > 0 else float("inf")

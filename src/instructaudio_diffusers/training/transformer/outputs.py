@@ -141,6 +141,7 @@ def save_final_pipeline(
         ),
         sections=model_card_sections(args, facts, samples),
         tasks=facts["clips_per_task"],
+        languages=facts.get("clips_per_language"),
         extra_tags=["instructaudio-training"],
     )
     pipeline.save_pretrained(args.output_dir, model_card=card)

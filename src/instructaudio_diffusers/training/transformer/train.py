@@ -4,7 +4,7 @@ Objective, per clip, with `x0` the normalised Mel-VAE latents and `sigma` drawn 
 (diffusers' `compute_density_for_timestep_sampling`; `uniform` is the paper's t ~ U[0, 1)):
 
     x_t = (1 - sigma) * x0 + sigma * noise         (diffusers' FlowMatch convention: sigma = 1 is noise)
-    loss = mean over valid latent elements of || v(x_t, sigma * 1000, instruction, phonemes) - (noise - x0) ||^2
+    loss = mean over valid latent elements of || v(x_t, sigma * T, instruction, phonemes) - (noise - x0) ||^2
          + duration_loss_weight * | predicted log frames - log frames |   (clips whose conditions were kept)
 
 Padded frames never count, and the mean runs over the valid elements of all processes, so every frame
@@ -37,17 +37,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..batching import FixedSizeBatchSampler, FrameBudgetBatchSampler, TrainingProgress, keyed_generator
+from ..batching import (
+    FixedSizeBatchSampler,
+    FrameBudgetBatchSampler,
+    TrainingProgress,
+    keyed_generator,
+    updates_per_epoch,
+)
 from ..checkpointing import (
     CheckpointState,
     find_checkpoint,
@@ -56,7 +60,7 @@ from ..checkpointing import (
 )
 from ..data import load_prepared_dataset, resolve_training_data, subset_for_training
 from ..runtime import adamw_from_args, create_accelerator, finish_training, lr_scheduler_from_args
-from ..tracking import tracker_config, write_json
+from ..tracking import TrainingSummary, tracker_config, write_json
 from ..vocoder import load_vocoder
 from .args import parse_args
 from .data import (
@@ -67,7 +71,7 @@ from .data import (
     encode_instructions,
     encode_latents,
 )
-from .objective import flow_matching_losses
+from .objective import FlowMatchingObjectiveConfig, flow_matching_losses
 from .outputs import push_to_hub, run_validation, save_final_pipeline
 
 __all__ = ["load_components", "main", "parse_args"]
@@ -216,7 +220,11 @@ def build_training_data(args: argparse.Namespace, components: dict[str, Any]):
         num_workers=args.dataloader_num_workers,
     )
     facts = {
-        **describe_dataset(rows["task"], rows["duration_s"]),
+        **describe_dataset(
+            rows["task"],
+            rows["duration_s"],
+            rows["language"] if "language" in rows.column_names else None,
+        ),
         "dataset_dir": os.path.abspath(args.dataset_dir),
         "batching": batching,
     }
@@ -236,16 +244,6 @@ def place_frozen_models(
 
 
 # ---------------------------------------------------------------------------------------------- training
-@dataclass
-class TrainingSummary:
-    """What `main` returns: the last optimizer step, every step's loss and clips/s in this run, the output."""
-
-    global_step: int
-    losses: list[float] = field(default_factory=list)
-    output_dir: str = ""
-    samples_per_second: list[float] = field(default_factory=list)
-
-
 def shareable_args(args: argparse.Namespace) -> argparse.Namespace:
     """The options without secrets, for files and trackers that may end up on the Hub."""
     return argparse.Namespace(**{key: value for key, value in vars(args).items() if key != "hub_token"})
@@ -280,10 +278,12 @@ def prepare_optimization(args: argparse.Namespace, accelerator, transformer, loa
         args.learning_rate *= clips * args.gradient_accumulation_steps * accelerator.num_processes
     optimizer = adamw_from_args(args, transformer.parameters())
     model, optimizer, loader = accelerator.prepare(transformer, optimizer, loader)
-    max_train_steps = args.max_train_steps or sum(
-        updates_in_epoch(loader, sampler, epoch, args.gradient_accumulation_steps)
-        for epoch in range(args.num_train_epochs)
-    )
+    max_train_steps = args.max_train_steps
+    if max_train_steps is None:
+        max_train_steps = 0
+        for epoch in range(args.num_train_epochs):  # frame-budget epochs differ slightly in length
+            sampler.set_epoch(epoch)
+            max_train_steps += updates_per_epoch(len(loader), args.gradient_accumulation_steps)
     lr_scheduler = accelerator.prepare(
         lr_scheduler_from_args(args, optimizer, max_train_steps, accelerator.num_processes)
     )
@@ -299,13 +299,6 @@ def prepare_optimization(args: argparse.Namespace, accelerator, transformer, loa
     return model, optimizer, loader, lr_scheduler, ema, max_train_steps
 
 
-def updates_in_epoch(loader, sampler, epoch: int, gradient_accumulation_steps: int) -> int:
-    """Optimizer steps of one epoch on this process (frame-budget epochs differ slightly in length)."""
-    sampler.set_epoch(epoch)
-    # accelerate forces an optimizer step at the end of every epoch.
-    return math.ceil(len(loader) / gradient_accumulation_steps)
-
-
 def epoch_loader(accelerator, loader, sampler, epoch: int, skip_batches: int):
     """The loader for `epoch`, past its first `skip_batches` batches (a resumed epoch)."""
     sampler.set_epoch(epoch)
@@ -318,7 +311,7 @@ def epoch_loader(accelerator, loader, sampler, epoch: int, skip_batches: int):
 
 
 def training_step(
-    args, accelerator, model, optimizer, lr_scheduler, components, mel_spectrogram, batch, keys
+    args, objective, accelerator, model, optimizer, lr_scheduler, components, mel_spectrogram, batch, keys
 ):
     """Forward, backward and (at the end of an accumulation window) clipping and an optimizer step.
 
@@ -344,7 +337,7 @@ def training_step(
             batch["phoneme_ids"],
             batch["phoneme_attention_mask"],
             batch["latent_frames"].to(device),
-            args,
+            objective,
             keyed_generator(*keys, _RNG_FLOW),
             accelerator,
             phoneme_durations=batch.get("phoneme_durations"),
@@ -410,6 +403,7 @@ def main(args: argparse.Namespace) -> TrainingSummary:
     )
     place_frozen_models(components, dataset, validating and accelerator.is_main_process, accelerator.device)
     mel_spectrogram = components["vae"].mel_spectrogram().to(accelerator.device)
+    objective = FlowMatchingObjectiveConfig.from_args(args, components["scheduler"].config)
 
     # 3. Optimisation, checkpoint hooks, resume.
     model, optimizer, loader, lr_scheduler, ema, max_train_steps = prepare_optimization(
@@ -460,7 +454,16 @@ def main(args: argparse.Namespace) -> TrainingSummary:
         for batch in epoch_loader(accelerator, loader, sampler, epoch, skip_batches):
             keys = (args.seed, epoch, progress.batches_in_epoch, accelerator.process_index)
             losses, frame_mask, grad_norm = training_step(
-                args, accelerator, model, optimizer, lr_scheduler, components, mel_spectrogram, batch, keys
+                args,
+                objective,
+                accelerator,
+                model,
+                optimizer,
+                lr_scheduler,
+                components,
+                mel_spectrogram,
+                batch,
+                keys,
             )
             progress.batches_in_epoch += 1
             for name, value in [
