@@ -1,5 +1,6 @@
 """What `train_instructaudio.py` produces besides checkpoints: validation audio, the final pipeline with its
-model card, and the Hub upload. Everything here runs on the main process only."""
+model card, and the Hub upload. Validation and the upload run on the main process; `save_final_pipeline` is
+called by every process (it waits for all of them, then the main process saves)."""
 
 from __future__ import annotations
 
