@@ -230,3 +230,11 @@ def test_train_aligner_then_cache_durations(tmp_path):
     assert [(entry["path"], entry["reason"]) for entry in bad] == [("crowded.wav", "alignment_failed")]
     assert "more tokens than mel frames" in bad[0]["problems"][0][1]
     assert json.loads((output / "prepare_summary.json").read_text())["durations"]["rejected"] == 1
+
+
+def test_train_aligner_refuses_a_folder_that_is_not_a_prepared_dataset(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_aligner.parse_args(
+            ["--dataset_dir", str(tmp_path), "--vae", "v", "--output_dir", str(tmp_path / "o")]
+        )
+    assert "is not a prepared dataset (no state.json)" in capsys.readouterr().err

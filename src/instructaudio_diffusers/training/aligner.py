@@ -63,6 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.max_train_steps < 1 or not 0 < args.validation_fraction < 0.5:
         parser.error("need --max_train_steps >= 1 and 0 < --validation_fraction < 0.5.")
+    if not (Path(args.dataset_dir) / "state.json").is_file():
+        parser.error(
+            f"--dataset_dir {args.dataset_dir} is not a prepared dataset (no state.json); "
+            "run training/prepare_dataset.py first."
+        )
     return args
 
 
