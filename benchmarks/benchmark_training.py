@@ -29,11 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
-
-from batching import FixedSizeBatchSampler, FrameBudgetBatchSampler, padding_fraction  # noqa: E402
-from common import (  # noqa: E402
+from common import (
     add_common_arguments,
     format_table,
     load_average,
@@ -42,9 +38,19 @@ from common import (  # noqa: E402
     synchronize,
     write_json,
 )
-from instructaudio_diffusers import InstructAudioTransformerModel  # noqa: E402
-from instructaudio_objective import flow_matching_losses  # noqa: E402
-from train_instructaudio import parse_args as training_parse_args  # noqa: E402
+from instructaudio_diffusers import InstructAudioTransformerModel
+from instructaudio_diffusers.training.batching import (
+    FixedSizeBatchSampler,
+    FrameBudgetBatchSampler,
+    padding_fraction,
+)
+from instructaudio_diffusers.training.transformer.args import parse_args as training_parse_args
+from instructaudio_diffusers.training.transformer.objective import (
+    FlowMatchingObjectiveConfig,
+    flow_matching_losses,
+)
+
+REPO = Path(__file__).resolve().parents[1]
 
 DEMO_CONFIG = REPO / "configs" / "demo" / "transformer" / "config.json"
 LATENT_FRAME_RATE = 22050 / (256 * 2)  # the demo VAE: 22.05 kHz, hop 256, 2x time downsampling
@@ -131,8 +137,10 @@ def main() -> None:
     config = dict(InstructAudioTransformerModel.load_config(args.config))
     model = InstructAudioTransformerModel.from_config(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    objective = training_parse_args(
-        ["--dataset_dir", "-", "--output_dir", "-", "--pretrained_model_name_or_path", "-"]
+    objective = FlowMatchingObjectiveConfig.from_args(
+        training_parse_args(
+            ["--dataset_dir", "-", "--output_dir", "-", "--pretrained_model_name_or_path", "-"]
+        )
     )
     corpus = make_corpus(args, config)
     lengths = np.array([item["latents"].shape[-1] for item in corpus])

@@ -1,4 +1,4 @@
-"""Shared by the example scripts: load a pipeline, or tiny random weights when no model is given."""
+"""Shared by the example scripts: their options, and generating one clip into a WAV file."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import sys
 
 import torch
 
-from instructaudio_diffusers import InstructAudioPipeline, write_wav
+from instructaudio_diffusers import write_wav
+from instructaudio_diffusers.pretrained import TINY_RANDOM, ModelNotFoundError, load_pipeline
 
 
 def parse_args(description: str, default_output: str, argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
-        "--model", default=None, help="pipeline folder or Hub repo id (default: tiny random weights)"
+        "--model",
+        default=None,
+        help=f"pipeline folder or Hub repo id (default: the shipped demo model); {TINY_RANDOM}: random weights",
     )
     parser.add_argument("--output", default=default_output, help="WAV file to write")
     parser.add_argument("--steps", type=int, default=32, help="denoising steps")
@@ -21,23 +24,18 @@ def parse_args(description: str, default_output: str, argv=None) -> argparse.Nam
     return parser.parse_args(argv)
 
 
-def load_pipeline(model: str | None) -> InstructAudioPipeline:
-    if model is None:
-        from instructaudio_diffusers.testing_utils import get_dummy_components
-
+def generate_and_save(args: argparse.Namespace, **call_kwargs) -> None:
+    try:
+        pipe, is_random = load_pipeline(args.model)
+    except ModelNotFoundError as err:
+        sys.exit(f"error: {err}")
+    if is_random:
         print(
-            "No --model given: using TINY RANDOM weights. The output is noise-like and only shows that the "
-            "pipeline runs end to end; pass --model with a trained pipeline for real audio.",
+            "Using TINY RANDOM weights: the output is noise-like and only shows that the pipeline runs end to "
+            "end; pass --model with a trained pipeline for real audio.",
             file=sys.stderr,
         )
-        return InstructAudioPipeline(**get_dummy_components())
-    return InstructAudioPipeline.from_pretrained(model)
-
-
-def generate_and_save(args: argparse.Namespace, **call_kwargs) -> None:
-    pipe = load_pipeline(args.model)
-    if args.model is None:
-        call_kwargs.setdefault("audio_length_in_s", 1.0)
+        call_kwargs["audio_length_in_s"] = 1.0  # the toy model places no more than a few seconds
     audio = pipe(
         **call_kwargs, num_inference_steps=args.steps, generator=torch.Generator().manual_seed(args.seed)
     ).audios[0]

@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from instructaudio_diffusers import InstructAudioPipeline, write_wav
+from instructaudio_diffusers import write_wav
 from instructaudio_diffusers.audio.plot import mel_figure
-from instructaudio_diffusers.cli import DEFAULT_MODEL
+from instructaudio_diffusers.pretrained import ModelNotFoundError, load_pipeline
 
 #: (file name, instruction, text): every task and both languages the demo model was trained on.
 DEMO_PROMPTS = [
@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model",
-        default=os.path.normpath(DEFAULT_MODEL),
+        default=None,
         help="pipeline folder or Hub id (default: the shipped demo)",
     )
     parser.add_argument("--output_dir", default="outputs", help="folder for the WAVs and the PNG")
@@ -54,10 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.model == os.path.normpath(DEFAULT_MODEL) and not os.path.isdir(args.model):
-        print(f"error: the shipped demo model is missing: no folder {args.model}", file=sys.stderr)
+    try:
+        pipe, _ = load_pipeline(args.model)
+    except ModelNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    pipe = InstructAudioPipeline.from_pretrained(args.model)
     os.makedirs(args.output_dir, exist_ok=True)
     log_mels, titles = [], []
     mel_spectrogram = pipe.vae.mel_spectrogram()

@@ -11,5 +11,5 @@ if __name__ == "__main__":
         args,
         instruction="Upbeat electronic dance track at 128 BPM with a bright synth lead, happy atmosphere.",
         text="[verse] Lights on the city tonight [chorus] We keep dancing" if with_lyrics else "",
-        audio_length_in_s=None if args.model is None else 10.0,
+        audio_length_in_s=10.0,
     )

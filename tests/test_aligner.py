@@ -2,7 +2,6 @@
 durations (training/train_aligner.py, prepare_dataset.py --precompute_durations)."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +15,12 @@ from instructaudio_diffusers.models.aligner import (
     beta_binomial_log_prior,
     mel_to_latent_durations,
 )
+from instructaudio_diffusers.training import aligner as train_aligner
+from instructaudio_diffusers.training import preparation as prepare_dataset
+from instructaudio_diffusers.training.data import load_prepared_dataset
+from test_training_data import SAMPLING_RATE, TINY_VAE, row, tone
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
-
-import prepare_dataset  # noqa: E402
-import train_aligner  # noqa: E402
-from test_training_data import SAMPLING_RATE, TINY_VAE, row, tone  # noqa: E402
-from utils import load_prepared_dataset  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

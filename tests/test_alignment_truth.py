@@ -11,19 +11,15 @@ from __future__ import annotations
 import ctypes.util
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
-
-from corpus import speech  # noqa: E402
-from corpus.alignment_check import audio_checks, score_records  # noqa: E402
-from corpus.reference import (  # noqa: E402
+from instructaudio_diffusers.training.demo_corpus import speech
+from instructaudio_diffusers.training.demo_corpus.alignment_check import audio_checks, score_records
+from instructaudio_diffusers.training.demo_corpus.reference import (
     FRAMES_PER_SECOND,
     align_units,
     boundary_errors,
@@ -32,7 +28,15 @@ from corpus.reference import (  # noqa: E402
     summarize_errors,
     uniform_durations,
 )
-from corpus.timings import SynthPhone, clip_timings, espeak_phones, parse_flite_durations, turn_timings  # noqa: E402
+from instructaudio_diffusers.training.demo_corpus.timings import (
+    SynthPhone,
+    clip_timings,
+    espeak_phones,
+    parse_flite_durations,
+    turn_timings,
+)
+
+REPO = Path(__file__).resolve().parents[1]
 
 MISSING_TOOLS = speech.missing_tools()
 needs_tools = pytest.mark.skipif(
@@ -200,7 +204,7 @@ def test_flite_timings_follow_the_renderer_and_fit_the_audio(tmp_path: Path, pro
     # The tempo stretched the engine's 0.8 x time: the timed speech spans the clip bar its margins.
     sounding = [p for p in timed if p.name != "pau"]
     assert abs(sounding[-1].end_s - sounding[0].start_s - (audio.size / 22050 - 0.3)) < 0.1
-    from corpus.timings import ClipTimings
+    from instructaudio_diffusers.training.demo_corpus.timings import ClipTimings
 
     checks = audio_checks(ClipTimings(timed, num_samples), audio)
     assert checks["length_match"]
@@ -240,7 +244,7 @@ def test_espeak_library_matches_the_command_sample_for_sample(tmp_path: Path):
 
 @needs_libespeak
 def test_dialogue_timings_place_turns_with_their_gaps(tmp_path: Path):
-    from corpus.plan import render_job
+    from instructaudio_diffusers.training.demo_corpus.plan import render_job
 
     render = {
         "kind": "dialogue",
@@ -266,8 +270,8 @@ def tiny_corpus(tmp_path_factory) -> Path:
     """Three English clips of the real plan (seed 0) in a corpus folder, as make_demo_corpus writes them."""
     if MISSING_TOOLS or not HAS_LIBESPEAK:
         pytest.skip(f"needs flite, espeak-ng, sox and libespeak-ng; missing {MISSING_TOOLS}")
-    import make_demo_corpus
-    from corpus.plan import plan_corpus
+    from instructaudio_diffusers.training.demo_corpus import build as make_demo_corpus
+    from instructaudio_diffusers.training.demo_corpus.plan import plan_corpus
 
     corpus = tmp_path_factory.mktemp("corpus")
     jobs = [job for job in plan_corpus(0, 0.002, ("speech_en",)).jobs if job.split == "train"][:3]
@@ -279,7 +283,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_reference_and_score_commands(tiny_corpus: Path, tmp_path: Path, capsys):
-    import check_alignment
+    from instructaudio_diffusers.training.demo_corpus import check as check_alignment
 
     output = tmp_path / "out"
     run = ["--num_workers", "1", "--no_progress"]
@@ -329,9 +333,9 @@ def test_reference_and_score_commands(tiny_corpus: Path, tmp_path: Path, capsys)
 
 @pytest.mark.slow
 def test_score_reads_a_prepared_dataset(tiny_corpus: Path, tmp_path: Path, processor):
-    import check_alignment
-    import prepare_dataset
-    from utils import load_prepared_dataset
+    from instructaudio_diffusers.training import preparation as prepare_dataset
+    from instructaudio_diffusers.training.data import load_prepared_dataset
+    from instructaudio_diffusers.training.demo_corpus import check as check_alignment
 
     prepared = tmp_path / "prepared"
     assert prepare_dataset.main(prepare_dataset.parse_args([

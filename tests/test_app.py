@@ -1,20 +1,15 @@
 """The web demo's logic without a browser: loading, language detection, validation, generation, mel image."""
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-APP_DIR = Path(__file__).resolve().parents[1] / "app"
-sys.path.insert(0, str(APP_DIR))
-
-import app_core  # noqa: E402
-from app_core import (  # noqa: E402
+from instructaudio_diffusers import pretrained
+from instructaudio_diffusers.app import core as app_core
+from instructaudio_diffusers.app.core import (
     EXAMPLES,
     MAX_SEED,
-    ModelNotFoundError,
     describe_languages,
     detect_languages,
     generate,
@@ -27,6 +22,7 @@ from app_core import (  # noqa: E402
     to_int16,
     validate_request,
 )
+from instructaudio_diffusers.pretrained import ModelNotFoundError
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +49,15 @@ def request_for(task="Speech", instruction="A calm man speaks.", text="Hello.", 
 
 
 def test_missing_default_model_names_the_flag_instead_of_falling_back(monkeypatch, tmp_path):
-    monkeypatch.setattr(app_core, "DEFAULT_MODEL", str(tmp_path / "instructaudio-demo"))
+    monkeypatch.setattr(pretrained, "DEFAULT_MODEL", str(tmp_path / "instructaudio-demo"))
     with pytest.raises(ModelNotFoundError, match="--model"):
         load_pipeline(None)
 
 
 def test_app_main_exits_with_a_message_when_the_demo_model_is_missing(monkeypatch, tmp_path, capsys):
-    import app
+    from instructaudio_diffusers.app import ui as app
 
-    monkeypatch.setattr(app_core, "DEFAULT_MODEL", str(tmp_path / "instructaudio-demo"))
+    monkeypatch.setattr(pretrained, "DEFAULT_MODEL", str(tmp_path / "instructaudio-demo"))
     assert app.main([]) == 2
     err = capsys.readouterr().err
     assert "demo model is not at" in err and "--model" in err and "Traceback" not in err
@@ -69,14 +65,14 @@ def test_app_main_exits_with_a_message_when_the_demo_model_is_missing(monkeypatc
 
 @pytest.mark.parametrize("flags", [["--max_seconds", "0"], ["--max_queue", "0"]])
 def test_app_main_refuses_non_positive_limits(flags, capsys):
-    import app
+    from instructaudio_diffusers.app import ui as app
 
     assert app.main(["--model", "tiny-random", *flags]) == 2
     assert "must be positive" in capsys.readouterr().err
 
 
 def test_app_main_names_an_unloadable_model(tmp_path, capsys):
-    import app
+    from instructaudio_diffusers.app import ui as app
 
     assert app.main(["--model", str(tmp_path)]) == 2
     assert "cannot load a pipeline" in capsys.readouterr().err
@@ -306,7 +302,7 @@ def test_mel_image_is_an_rgb_picture(pipe):
 
 def test_build_demo_queues_one_generation_at_a_time(pipe):
     pytest.importorskip("gradio", reason='the web demo needs the "app" extra')
-    import app
+    from instructaudio_diffusers.app import ui as app
 
     demo = app.build_demo(pipe, model_name="tiny-random", is_random=True, max_seconds=1.0, max_queue=3)
     # Gradio keeps these on its private queue object; checked here because nothing else would notice

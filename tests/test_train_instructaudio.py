@@ -17,23 +17,22 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
-
-import instructaudio_objective  # noqa: E402
-import prepare_dataset  # noqa: E402
-import train_instructaudio  # noqa: E402
-from checkpoints import list_checkpoints  # noqa: E402
-from instructaudio_data import (  # noqa: E402
+from instructaudio_diffusers import InstructAudioPipeline
+from instructaudio_diffusers.testing_utils import TINY_MEL, get_dummy_components
+from instructaudio_diffusers.training import preparation as prepare_dataset
+from instructaudio_diffusers.training.checkpointing import list_checkpoints
+from instructaudio_diffusers.training.data import load_prepared_dataset
+from instructaudio_diffusers.training.transformer import objective as instructaudio_objective
+from instructaudio_diffusers.training.transformer import train as train_instructaudio
+from instructaudio_diffusers.training.transformer.data import (
     InstructAudioCollator,
     InstructAudioTrainingDataset,
     clip_latent_frames,
     encode_instructions,
     encode_latents,
 )
-from instructaudio_diffusers import InstructAudioPipeline  # noqa: E402
-from instructaudio_diffusers.testing_utils import TINY_MEL, get_dummy_components  # noqa: E402
-from utils import load_prepared_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(1)
 # (instruction, text, language, task) cycled over the clips; at 8 kHz / hop 16 / r = 2 one latent frame is 4 ms.
@@ -281,13 +280,15 @@ def _objective_args(*extra: str):
 
 def test_loss_falls_when_overfitting_a_fixed_batch(fixture_dir):
     """Same batch, noise and sigmas every step: the objective and its gradients must drive the loss down."""
-    from utils import keyed_generator
+    from instructaudio_diffusers.training.batching import keyed_generator
 
     pipe, batch = _tiny_batch(fixture_dir, "cached", [0, 1, 2, 3])
     cpu = torch.device("cpu")
     latents, frame_mask = encode_latents(batch, pipe.vae, None, keyed_generator(0), True, cpu)
     embeds, mask = encode_instructions(batch, None, cpu)
-    args = _objective_args("--instruction_dropout", "0", "--text_dropout", "0")
+    objective = instructaudio_objective.FlowMatchingObjectiveConfig.from_args(
+        _objective_args("--instruction_dropout", "0", "--text_dropout", "0"), pipe.scheduler.config
+    )
     model = pipe.transformer.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
@@ -301,7 +302,7 @@ def test_loss_falls_when_overfitting_a_fixed_batch(fixture_dir):
             mask,
             *phonemes,
             batch["latent_frames"],
-            args,
+            objective,
             keyed_generator(1),
         )
         optimizer.zero_grad()
@@ -468,7 +469,7 @@ def test_push_to_hub_uploads_the_output_folder_without_checkpoints(monkeypatch, 
 
     import huggingface_hub
 
-    import instructaudio_outputs
+    from instructaudio_diffusers.training.transformer import outputs as instructaudio_outputs
 
     calls = {}
 
@@ -527,8 +528,8 @@ def test_whole_recipe_prepare_vae_main_model_generate(fixture_dir, tmp_path):
     transformer trained on that VAE's latents -> `from_pretrained` -> audio."""
     from accelerate.state import AcceleratorState, GradientState
 
-    import train_mel_vae
     from instructaudio_diffusers import AutoencoderKLMel
+    from instructaudio_diffusers.training.mel_vae import train as train_mel_vae
 
     vae_config = tmp_path / "vae.json"
     vae_config.write_text(json.dumps(dict(get_dummy_components()["vae"].config)))

@@ -12,12 +12,11 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
+from instructaudio_diffusers.training import preparation as prepare_dataset
+from instructaudio_diffusers.training.checkpointing import list_checkpoints, resolve_checkpoint
+from instructaudio_diffusers.training.mel_vae import train as train_mel_vae
 
-import prepare_dataset  # noqa: E402
-import train_mel_vae  # noqa: E402
-from checkpoints import list_checkpoints, resolve_checkpoint  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SAMPLING_RATE = 22050
 # 22 latent frames of 512 samples: the crop length --segment_seconds 0.5 rounds to.

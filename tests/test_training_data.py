@@ -3,7 +3,6 @@
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +10,10 @@ import pytest
 import soundfile as sf
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
+from instructaudio_diffusers.training import preparation as prepare_dataset
+from instructaudio_diffusers.training.data import load_prepared_dataset, resolve_audio_path
 
-import prepare_dataset  # noqa: E402
-from utils import load_prepared_dataset, resolve_audio_path  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SAMPLING_RATE = 22050
 TINY_VAE = dict(

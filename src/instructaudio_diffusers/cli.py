@@ -17,8 +17,8 @@ import sys
 import tempfile
 import time
 
-#: Where the shipped demo pipeline lives in a source checkout; `--model` overrides it.
-DEFAULT_MODEL = os.path.join(os.path.dirname(__file__), "..", "..", "checkpoints", "instructaudio-demo")
+from .pretrained import ModelNotFoundError, load_pipeline, resolve_model
+
 #: Mirrors the pipeline's bounds (`pipelines/input_checks.py`), which cannot be imported without torch.
 MAX_STEPS = 1000
 MAX_GUIDANCE = 100.0
@@ -170,15 +170,12 @@ def generate(args: argparse.Namespace) -> int:
     problem = check_output_path(args.output, args.overwrite)
     if problem:
         return _fail(problem)
-    model = args.model or os.path.normpath(DEFAULT_MODEL)
-    if args.model is None and not os.path.isdir(model):
-        return _fail(
-            f"the demo model is not at {model}; pass --model with a trained pipeline folder or repo id."
-        )
+    try:
+        model = resolve_model(args.model)
+    except ModelNotFoundError as err:
+        return _fail(str(err))
 
     import torch
-
-    from .pipelines import InstructAudioPipeline
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -187,14 +184,9 @@ def generate(args: argparse.Namespace) -> int:
         return _fail(problem)
     dtype = getattr(torch, args.dtype)
     try:
-        pipe = InstructAudioPipeline.from_pretrained(model, torch_dtype=dtype)
+        pipe, _ = load_pipeline(model, torch_dtype=dtype)
     except (OSError, ValueError) as err:
         return _fail(f"cannot load a pipeline from {model}: {err}")
-    for component in pipe.components.values():
-        # Components rebuilt from installed packages may not take `torch_dtype`; cast them as nn.Modules
-        # (ModelMixin.to warns about float32 modules even when a model has none).
-        if isinstance(component, torch.nn.Module) and getattr(component, "dtype", dtype) != dtype:
-            torch.nn.Module.to(component, dtype=dtype)
     pipe = pipe.to(device)
     if args.seconds is not None:
         shortest, longest = 1.0 / pipe.vae.latent_frame_rate, pipe.max_audio_length_in_s

@@ -218,10 +218,6 @@ class Calibration:
             source={"kind": "defaults", "note": "not fit on ground truth: gender at 150 Hz, mode at score 0"},
         )
 
-    @property
-    def is_calibrated(self) -> bool:
-        return self.source.get("kind") == "ground_truth"
-
     def pitch_semitones(self, f0_hz: float | None, gender: str | None) -> float | None:
         """F0 relative to the gender's norm in semitones; None without F0, gender or norm."""
         norm = self.gender_norm_hz.get(gender or "")

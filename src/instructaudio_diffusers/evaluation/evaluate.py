@@ -44,6 +44,8 @@ import numpy as np
 
 from .. import __version__
 from ..audio.io import load_audio, write_wav
+from ..pretrained import TINY_RANDOM
+from ..pretrained import load_pipeline as load_named_pipeline
 from .analysis import fit_calibration, judge
 from .asr import word_errors
 from .cases import (
@@ -70,7 +72,6 @@ from .report import (
 
 logger = logging.getLogger(__name__)
 
-TINY_RANDOM = "tiny-random"
 
 
 QUICK_PAIRS_PER_ATTRIBUTE = 4
@@ -111,14 +112,7 @@ def case_seed(seed: int, case_id: str) -> int:
 
 def load_pipeline(model: str) -> Any:
     """`InstructAudioPipeline` from a folder or Hub id, or the tiny random test pipeline for `tiny-random`."""
-    from ..pipelines import InstructAudioPipeline
-
-    if model == TINY_RANDOM:
-        from ..testing_utils import get_dummy_components
-
-        pipe = InstructAudioPipeline(**get_dummy_components())
-    else:
-        pipe = InstructAudioPipeline.from_pretrained(model)
+    pipe, _ = load_named_pipeline(model)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -427,58 +427,6 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
             )
         return text_condition.stream_to_phonemes(self.token_duration_predictor(text_condition), phoneme_len)
 
-    @staticmethod
-    def token_duration_loss(
-        predicted_log_durations: torch.Tensor,
-        target_durations: torch.Tensor,
-        phoneme_mask: torch.Tensor,
-        sample_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        r"""
-        Mean squared error of `log(1 + frames)` over the valid phonemes (Matcha-TTS' duration loss; the `1 +`
-        admits the zero-length tags and word boundaries).
-
-        Args:
-            predicted_log_durations (`torch.Tensor` of shape `(batch_size, phoneme_len)`): from the model.
-            target_durations (`torch.Tensor` of shape `(batch_size, phoneme_len)`): latent frames per phoneme.
-            phoneme_mask (`torch.Tensor` of shape `(batch_size, phoneme_len)`): valid phonemes.
-            sample_mask (`torch.Tensor` of shape `(batch_size,)`, *optional*): which samples count.
-
-        Returns:
-            Scalar `torch.Tensor` (float32).
-        """
-        weights = phoneme_mask.float()
-        if sample_mask is not None:
-            weights = weights * sample_mask.float()[:, None]
-        error = (predicted_log_durations.float() - torch.log1p(target_durations.float())) ** 2
-        return (error * weights).sum() / weights.sum().clamp(min=1)
-
-    @staticmethod
-    def duration_loss(
-        predicted_log_frames: torch.Tensor,
-        target_frames: torch.Tensor,
-        sample_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        r"""
-        L1 loss in log space, `|predicted_log_frames - log(target_frames)|`: the error is a ratio, so a 10 %
-        miss costs the same for a 2 s and a 20 s clip, and L1 keeps outliers (long pauses) from dominating.
-
-        Args:
-            predicted_log_frames (`torch.Tensor` of shape `(batch_size,)`): from `predict_duration`.
-            target_frames (`torch.Tensor` of shape `(batch_size,)`): true numbers of latent frames (>= 1).
-            sample_mask (`torch.Tensor` of shape `(batch_size,)`, *optional*): which samples count, e.g. excluding
-                samples whose text was dropped; all when omitted.
-
-        Returns:
-            Scalar `torch.Tensor` (float32).
-        """
-        target = torch.log(target_frames.float().clamp(min=1))
-        error = (predicted_log_frames.float() - target).abs()
-        if sample_mask is None:
-            return error.mean()
-        weights = sample_mask.float()
-        return (error * weights).sum() / weights.sum().clamp(min=1)
-
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -490,7 +438,6 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
         audio_attention_mask: torch.Tensor | None = None,
         phoneme_durations: torch.Tensor | None = None,
         text_condition: InstructAudioTextCondition | None = None,
-        drop_text: torch.BoolTensor | None = None,
         return_log_duration: bool = False,
         return_dict: bool = True,
     ) -> InstructAudioTransformerOutput | tuple[torch.Tensor, ...]:
@@ -510,9 +457,6 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
                 each phoneme, required with `phoneme_alignment="durations"` unless `text_condition` has them.
             text_condition ([`InstructAudioTextCondition`], *optional*): The precomputed text stream, to avoid
                 re-encoding at every denoising step.
-            drop_text (`torch.BoolTensor` of shape `(batch_size,)`, *optional*): Drop the phonemes of these samples,
-                the same as an all-False `phoneme_attention_mask` (classifier-free guidance training). The duration
-                prediction is not affected.
             return_log_duration (`bool`, defaults to `False`): Also return the duration predictor's output (the
                 total, or per phoneme for `phoneme_alignment="durations"`), so a distributed training step runs
                 every parameter in one forward.
@@ -558,9 +502,6 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
             else audio_attention_mask.bool()
         )
         text_mask = text_condition.attention_mask
-        if drop_text is not None:
-            is_phoneme = text_condition.token_types == TEXT_TOKEN_PHONEME
-            text_mask = text_mask & ~(drop_text.bool()[:, None] & is_phoneme)
 
         rotary_emb = rotary_embedding(
             text_condition.rope_positions(audio_mask), self.head_dim, self.config.rope_theta

@@ -27,6 +27,16 @@ MAX_OUTPUTS_PER_CALL = 1000
 #: `sway_sampling_coef` range in which the noise levels stay in (0, 1] and strictly decreasing for any
 #: number of steps; outside it some steps go backwards or below zero.
 SWAY_SAMPLING_RANGE = (-1.0, 1.0)
+#: Scheduler settings that re-warp the sigmas given to `set_timesteps`, with the value that leaves them alone.
+SIGMA_WARPING_SETTINGS = {
+    "shift": 1.0,
+    "use_dynamic_shifting": False,
+    "shift_terminal": None,
+    "use_karras_sigmas": False,
+    "use_exponential_sigmas": False,
+    "use_beta_sigmas": False,
+    "invert_sigmas": False,
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,24 @@ class CallLimits:
     output_types: tuple[str, ...]
     callback_tensor_inputs: tuple[str, ...]
     places_phonemes_by_durations: bool = False
+
+
+def check_scheduler(scheduler) -> None:
+    """Refuse a scheduler that would re-warp the sigmas the pipeline passes it: the schedule (and sway sampling)
+    is computed by the pipeline, and a shifted or converted one would silently differ from what was asked."""
+    warping = []
+    for name, neutral in SIGMA_WARPING_SETTINGS.items():
+        value = scheduler.config.get(name)
+        # diffusers reads the flags and `shift_terminal` by truth value: None and 0 leave the sigmas alone.
+        off = value == neutral if name == "shift" else not value
+        if value is not None and not off:
+            warping.append(f"{name}={value!r}")
+    if warping:
+        raise ValueError(
+            f"the scheduler must not shift or convert sigmas ({', '.join(warping)}): use "
+            "FlowMatchEulerDiscreteScheduler(shift=1.0) with its other sigma options at their defaults; the "
+            "pipeline computes its own schedule."
+        )
 
 
 def check_call(

@@ -103,6 +103,18 @@ def pipeline_tag_for(tasks: Iterable[str] | None) -> str:
     return "text-to-speech" if tasks and tasks <= SPEECH_TASKS else "text-to-audio"
 
 
+def languages_for(languages: Iterable[str] | None) -> list[str] | None:
+    """The Hub `language` codes of the languages a model was trained on (a dataset's `language` column: `en`,
+    `zh`, `mixed` for both, empty for instrumental music); the architecture's English and Chinese when unknown,
+    and none for a model that never learned words (instrumental music only)."""
+    if languages is None:
+        return ["en", "zh"]
+    codes: set[str] = set()
+    for language in languages:
+        codes |= {"en", "zh"} if language == "mixed" else ({language} if language else set())
+    return sorted(codes) or None
+
+
 def eval_results_from_summary(summary: dict[str, Any], model_name: str) -> list[EvalResult]:
     """`model-index` results from the evaluation harness's `summary.json` (values in percent, dB, x)."""
     header = summary.get("header") or {}
@@ -244,6 +256,7 @@ def build_model_card(
     description: str | None = None,
     sections: list[tuple[str, str]] | None = None,
     tasks: Iterable[str] | None = None,
+    languages: Iterable[str] | None = None,
     eval_results: list[EvalResult] | None = None,
     external: dict[str, str] | None = None,
     source_card: ModelCard | None = None,
@@ -257,6 +270,7 @@ def build_model_card(
         model_id: What the usage snippets load: a Hub repo id, or the folder as a relative path.
         sections: `(heading, Markdown body)` sections to add (Training, Evaluation, ...).
         tasks: The tasks the model was trained on (`speech`, `dialogue`, `music`), for the `pipeline_tag`.
+        languages: The languages of its training clips (`en`, `zh`, `mixed`, empty for instrumental), for `language`.
         eval_results: The evaluation's results for the `model-index`.
         external: `{component: source}` of the components not stored in the folder.
         source_card: The card of the folder the pipeline was loaded from, carried over where the above are not given.
@@ -271,7 +285,8 @@ def build_model_card(
         pipeline_tag = pipeline_tag_for(tasks)
     else:
         pipeline_tag = old.get("pipeline_tag") or pipeline_tag_for(None)
-    tags = ["instructaudio", "flow-matching", "text-to-speech", "diffusers"]
+    speaks = tasks is None or bool(set(tasks) & SPEECH_TASKS)
+    tags = ["instructaudio", "flow-matching", *(["text-to-speech"] if speaks else []), "diffusers"]
     tags += ["text-to-audio", "text-to-music"] if pipeline_tag == "text-to-audio" else []
     tags += [tag for tag in [*(old.get("tags") or []), *extra_tags] if tag not in tags]
     carried_results = (
@@ -281,7 +296,9 @@ def build_model_card(
         library_name="diffusers",
         pipeline_tag=pipeline_tag,
         license=license,
-        language=old.get("language") or ["en", "zh"],
+        language=languages_for(languages)
+        if languages is not None
+        else old.get("language") or languages_for(None),
         tags=tags,
         base_model=_base_models(pipe, external) or old.get("base_model") or None,
     )

@@ -17,7 +17,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..models import AutoencoderKLMel, InstructAudioTransformerModel, vocode, vocoder_mel_settings
 from ..models.transformer_instructaudio import InstructAudioTextCondition
 from ..processing import InstructAudioProcessor
+from ..processing.vocab import INSTRUMENTAL_TEXT
+from ..torch_utils import lengths_to_mask
 from . import input_checks
+from .frozen_encoders import run_instruction_encoder, tokenize_instructions
 from .pipeline_loading import PipelineLoadingMixin
 
 logger = logging.get_logger(__name__)
@@ -25,8 +28,6 @@ logger = logging.get_logger(__name__)
 OUTPUT_TYPES = ("np", "pt", "latent", "mel")
 #: Length used for instrumental music (empty text) when the caller gives no `audio_length_in_s`.
 DEFAULT_MUSIC_LENGTH_IN_S = 10.0
-#: What the transformer reads for a clip without words (instrumental music); training uses the same.
-INSTRUMENTAL_TEXT = "[inst]"
 
 
 def flow_matching_sigmas(num_inference_steps: int, sway_sampling_coef: float | None = None) -> list[float]:
@@ -39,11 +40,6 @@ def flow_matching_sigmas(num_inference_steps: int, sway_sampling_coef: float | N
     if sway_sampling_coef is not None:
         t = t + sway_sampling_coef * (torch.cos(math.pi / 2 * t) - 1 + t)
     return (1.0 - t).tolist()
-
-
-def lengths_to_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
-    """`(B,)` lengths -> `(B, max_length)` boolean mask, True on valid positions."""
-    return torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def fit_durations(
@@ -168,14 +164,8 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
 
     def _check_components(self) -> None:
         vae, vocoder, transformer, scheduler = self.vae, self.vocoder, self.transformer, self.scheduler
-        if scheduler is not None and (
-            scheduler.config.get("shift", 1.0) != 1.0 or scheduler.config.get("use_dynamic_shifting", False)
-        ):
-            # The pipeline passes the exact sigmas it wants; a shifting scheduler would warp them again.
-            raise ValueError(
-                "the scheduler must not shift sigmas (use FlowMatchEulerDiscreteScheduler(shift=1.0) without "
-                "dynamic shifting); the pipeline computes its own schedule."
-            )
+        if scheduler is not None:
+            input_checks.check_scheduler(scheduler)
         if vae is not None and vocoder is not None:
             sampling_rate, n_mels, hop_length = vocoder_mel_settings(vocoder)
             if n_mels != vae.config.n_mels or sampling_rate != vae.config.sampling_rate:
@@ -275,11 +265,10 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         """
         device = device or self._execution_device
         instruction = [instruction] if isinstance(instruction, str) else list(instruction)
-        inputs = self.tokenizer(instruction, padding=True, truncation=True, return_tensors="pt")
+        inputs = tokenize_instructions(self.tokenizer, instruction)
         input_ids = inputs.input_ids.to(device)
         attention_mask = inputs.attention_mask.to(device)
-        with torch.no_grad():
-            embeds = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        embeds = run_instruction_encoder(self.text_encoder, input_ids, attention_mask)
         embeds = embeds.to(self.transformer.dtype).repeat_interleave(num_waveforms_per_prompt, dim=0)
         return embeds, attention_mask.bool().repeat_interleave(num_waveforms_per_prompt, dim=0)
 
@@ -578,6 +567,7 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
 
         # 7. Sigmas
         sigmas = flow_matching_sigmas(num_inference_steps, sway_sampling_coef)
+        input_checks.check_scheduler(self.scheduler)  # again: `pipe.scheduler = ...` may have swapped it
         self.scheduler.set_timesteps(sigmas=sigmas, device=device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)

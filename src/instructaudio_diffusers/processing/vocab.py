@@ -60,6 +60,9 @@ LYRICS_TOKENS: tuple[str, ...] = (
     "[outro]",
     "[pre-chorus]",
 )
+#: What the processor reads for a clip without words (instrumental music): the pipeline, the app and training
+#: all give an empty text this instead.
+INSTRUMENTAL_TEXT = "[inst]"
 
 SPECIAL_TOKENS: tuple[str, ...] = (
     PAD_TOKEN,

@@ -1,5 +1,6 @@
 """What `train_instructaudio.py` produces besides checkpoints: validation audio, the final pipeline with its
-model card, and the Hub upload. Everything here runs on the main process only."""
+model card, and the Hub upload. Validation and the upload run on the main process; `save_final_pipeline` is
+called by every process (it waits for all of them, then the main process saves)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,7 @@ from typing import Any
 
 import torch
 
-from common_args import (  # training/ is on sys.path
-    push_folder_to_hub,
-)
-from utils import (  # training/ is on sys.path
-    log_audio,
-    log_image,
-    plot_mel,
-    write_json,
-)
+from ..tracking import log_audio, log_image, plot_mel, push_folder_to_hub, write_json
 
 logger = logging.getLogger("train_instructaudio")
 #: Folder of the final validation samples, next to the saved pipeline; the model card links to them.
@@ -81,7 +74,13 @@ def run_validation(
             waveform = vocode(pipeline.vocoder, mel[None])[0].float().cpu()
             audio_path, image_path = folder / f"sample{index}.wav", folder / f"sample{index}_mel.png"
             write_wav(audio_path, waveform, pipeline.sampling_rate)
-            image = plot_mel(mel, image_path, title=f"{instruction[:60]} (step {step})")
+            image = plot_mel(
+                mel,
+                pipeline.sampling_rate,
+                pipeline.vae.config.hop_length,
+                image_path,
+                title=f"{instruction[:60]} (step {step})",
+            )
             log_audio(accelerator, f"validation/sample{index}", waveform, pipeline.sampling_rate, step)
             log_image(accelerator, f"validation/sample{index}_mel", image, step)
             records.append(
@@ -143,6 +142,7 @@ def save_final_pipeline(
         ),
         sections=model_card_sections(args, facts, samples),
         tasks=facts["clips_per_task"],
+        languages=facts.get("clips_per_language"),
         extra_tags=["instructaudio-training"],
     )
     pipeline.save_pretrained(args.output_dir, model_card=card)

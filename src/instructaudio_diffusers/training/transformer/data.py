@@ -3,8 +3,8 @@
 A prepared dataset (`prepare_dataset.py`) may carry cached features: `posterior_mean` (+ `posterior_std`,
 `latent_frames`) from the Mel-VAE and `instruction_embeds` from the frozen instruction encoder. Each is
 used when present; otherwise the clip is decoded and encoded, or the instruction tokenized and encoded,
-on the fly under `no_grad`. Both paths give the same tensors (the cached ones are computed with the
-same calls), so a dataset can be cached later without changing what the model learns.
+on the fly under `no_grad`. Both paths give the same tensors (both call `pipelines.frozen_encoders`, as the
+pipeline does), so a dataset can be cached later without changing what the model learns.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from instructaudio_diffusers.pipelines.pipeline_instructaudio import INSTRUMENTAL_TEXT, lengths_to_mask
-from utils import resolve_audio_path  # training/ is on sys.path in every script that imports this module
+from ...pipelines.frozen_encoders import encode_waveform, run_instruction_encoder, tokenize_instructions
+from ...processing.vocab import INSTRUMENTAL_TEXT
+from ...torch_utils import lengths_to_mask
+from ..data import resolve_audio_path
 
 _META_COLUMNS = ("audio_path", "audio_path_absolute", "source_path", "instruction", "text")
 
@@ -161,8 +163,8 @@ class InstructAudioCollator:
     `instruction_embeds` `(B, L, D)` or `instruction_input_ids` `(B, L)`, with `instruction_attention_mask`.
 
     Args:
-        tokenizer: the instruction encoder's tokenizer, called exactly as `InstructAudioPipeline.encode_instruction`
-            does (only used for items without cached embeddings).
+        tokenizer: the instruction encoder's tokenizer, called through `tokenize_instructions` as the pipeline
+            calls it (only used for items without cached embeddings).
     """
 
     def __init__(self, tokenizer=None):
@@ -196,9 +198,7 @@ class InstructAudioCollator:
                 raise ValueError(
                     "the dataset has no cached instruction embeddings, so the collator needs a tokenizer."
                 )
-            tokens = self.tokenizer(
-                [item["instruction"] for item in items], padding=True, truncation=True, return_tensors="pt"
-            )
+            tokens = tokenize_instructions(self.tokenizer, [item["instruction"] for item in items])
             batch["instruction_input_ids"] = tokens.input_ids
             batch["instruction_attention_mask"] = tokens.attention_mask.bool()
         return batch
@@ -247,12 +247,10 @@ def encode_latents(
                 noise[i, :, :count] = torch.randn(raw.shape[1], count, generator=generator).to(device)
             raw = raw + batch["posterior_std"][..., :max_frames].to(device, torch.float32) * noise
     else:
-        # One clip per forward: padding clips to a common length would change their last frames, and the
-        # cached path encodes whole clips one at a time too.
         raw = torch.zeros(len(frames), vae.config.latent_channels, max_frames, device=device)
         for i, num_samples in enumerate(batch["num_samples"].tolist()):
             waveform = batch["waveforms"][i, :num_samples].to(device, torch.float32)
-            posterior = vae.encode(mel_spectrogram(waveform).to(vae.dtype)).latent_dist
+            posterior = encode_waveform(vae, mel_spectrogram, waveform)
             if sample_posterior:
                 noise = torch.randn(posterior.mean.shape, generator=generator).to(
                     device, posterior.mean.dtype
@@ -279,15 +277,21 @@ def encode_instructions(
     mask = batch["instruction_attention_mask"].to(device).bool()
     if "instruction_embeds" in batch:
         return batch["instruction_embeds"].to(device, torch.float32), mask
-    hidden = text_encoder(
-        input_ids=batch["instruction_input_ids"].to(device), attention_mask=mask.long()
-    ).last_hidden_state
+    hidden = run_instruction_encoder(text_encoder, batch["instruction_input_ids"].to(device), mask)
     return hidden.float(), mask
 
 
-def describe_dataset(rows_task: list[str], durations: list[float]) -> dict[str, Any]:
-    """Counts for logs and the model card: clips, hours, clips per task."""
+def describe_dataset(
+    rows_task: list[str], durations: list[float], rows_language: list[str] | None = None
+) -> dict[str, Any]:
+    """Counts for logs and the model card: clips, hours, clips per task and (when known) per language."""
     tasks: dict[str, int] = {}
     for task in rows_task:
         tasks[task] = tasks.get(task, 0) + 1
-    return {"clips": len(durations), "hours": float(math.fsum(durations)) / 3600.0, "clips_per_task": tasks}
+    facts = {"clips": len(durations), "hours": float(math.fsum(durations)) / 3600.0, "clips_per_task": tasks}
+    if rows_language is not None:
+        languages: dict[str, int] = {}
+        for language in rows_language:
+            languages[language or ""] = languages.get(language or "", 0) + 1
+        facts["clips_per_language"] = languages
+    return facts

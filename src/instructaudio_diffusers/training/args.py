@@ -1,19 +1,14 @@
-"""Command-line options both training scripts share, `--config` files, and what the data and Hub options do.
-
-Like `utils.py`, nothing in the package imports this file; the scripts put their folder on `sys.path`.
-"""
+"""Command-line options the training scripts share, `--config` files (JSON or YAML) as defaults, and the checks
+that refuse a bad value before any model loads."""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-
-import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -291,74 +286,3 @@ def check_input_paths(
                 f" (relative paths in --config {args.config} are relative to {config_base_dir(args.config)})"
             )
         parser.error(f"--{name} {value}: no such file or folder{hint}.")
-
-
-# ---------------------------------------------------------------------------------------------- data, Hub
-def _is_prepared(folder: str | os.PathLike) -> bool:
-    return Path(folder, "state.json").is_file()
-
-
-def resolve_training_data(args: argparse.Namespace) -> str:
-    """The prepared dataset folder to train on, from --dataset_dir, --train_data_dir or --dataset_name.
-
-    A raw folder (audio + metadata.jsonl/.csv, local or downloaded from the Hub) is validated and prepared by
-    `prepare_dataset.py` into --cache_dir (default `<output_dir>/prepared_data`) the first time, keyed by the
-    folder and its metadata file, and reused afterwards. Call it on the main process first.
-    """
-    if args.dataset_dir:
-        return args.dataset_dir
-    if args.dataset_name:
-        from huggingface_hub import snapshot_download
-
-        source = snapshot_download(args.dataset_name, repo_type="dataset", cache_dir=args.cache_dir)
-    else:
-        source = args.train_data_dir
-        if not os.path.isdir(source):
-            raise FileNotFoundError(f"--train_data_dir {source}: no such folder.")
-    if _is_prepared(source):
-        return source
-    metadata = next(
-        (Path(source, name) for name in ("metadata.jsonl", "metadata.csv") if Path(source, name).is_file()),
-        None,
-    )
-    if metadata is None:
-        raise FileNotFoundError(
-            f"{source} is neither a prepared dataset (no state.json) nor a folder of audio with a metadata.jsonl or "
-            "metadata.csv (columns path, instruction, text, language, task; see training/prepare_dataset.py)."
-        )
-    stat = metadata.stat()
-    key = hashlib.sha1(f"{metadata.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    target = Path(args.cache_dir or Path(args.output_dir, "prepared_data"), f"{Path(source).name}-{key}")
-    if not _is_prepared(target):
-        import prepare_dataset  # training/ is on sys.path
-
-        logger.info("Preparing %s into %s (bad rows go to its %s)", source, target, "bad_rows.jsonl")
-        command = ["--audio_dir", str(source), "--metadata", str(metadata), "--output_dir", str(target)]
-        if prepare_dataset.main(prepare_dataset.parse_args(command)) != 0:
-            raise ValueError(f"preparing {source} failed; see {target.parent} and the log above.")
-    return str(target)
-
-
-def subset_for_training(dataset, args: argparse.Namespace):
-    """The dataset, or a random `--max_train_samples` clips of it (drawn with `--seed`, kept in dataset order)."""
-    if args.max_train_samples is None or args.max_train_samples >= len(dataset):
-        return dataset
-    keep = np.sort(np.random.default_rng(args.seed).permutation(len(dataset))[: args.max_train_samples])
-    return dataset.select(keep.tolist())
-
-
-def push_folder_to_hub(args: argparse.Namespace, ignore_patterns: list[str], commit_message: str) -> str:
-    """Upload `--output_dir` to `--hub_model_id` (default: the folder's name); returns the repo id."""
-    from huggingface_hub import create_repo, upload_folder
-
-    repo_id = args.hub_model_id or Path(args.output_dir).absolute().name
-    repo_id = create_repo(repo_id, exist_ok=True, private=args.hub_private, token=args.hub_token).repo_id
-    upload_folder(
-        repo_id=repo_id,
-        folder_path=args.output_dir,
-        commit_message=commit_message,
-        ignore_patterns=ignore_patterns,
-        token=args.hub_token,
-    )
-    logger.info("Pushed %s to https://huggingface.co/%s", args.output_dir, repo_id)
-    return repo_id

@@ -1,16 +1,43 @@
 """The Mel-VAE's training objective: the wrapped model, the patch discriminator and the loss terms.
 
-Kept apart from `train_mel_vae.py` so the script reads as the training procedure; see its docstring
+Kept apart from `train` so that it reads as the training procedure; see its docstring
 for the objective as a whole.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@dataclass(frozen=True)
+class MelVAEObjectiveConfig:
+    """Every term of the Mel-VAE's objective, built once from the options (`from_args`).
+
+    Args:
+        kl_weight: weight of the KL term (LDM normalisation: per-sample sums divided by the mel elements).
+        multiscale_pooling: time-pooling factors of the multiscale L1 (none: off).
+        multiscale_weight: weight of the multiscale L1.
+        adversarial_weight: weight of the hinge generator loss, once the discriminator is on.
+    """
+
+    kl_weight: float
+    multiscale_pooling: tuple[int, ...]
+    multiscale_weight: float
+    adversarial_weight: float
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> MelVAEObjectiveConfig:
+        return cls(
+            kl_weight=args.kl_weight,
+            multiscale_pooling=tuple(args.multiscale_pooling),
+            multiscale_weight=args.multiscale_weight,
+            adversarial_weight=args.adversarial_weight,
+        )
 
 
 class MelVAETrainingModule(nn.Module):
@@ -109,7 +136,7 @@ def vae_losses(
     mel: torch.Tensor,
     frame_mask: torch.Tensor,
     generator: torch.Generator,
-    args: argparse.Namespace,
+    config: MelVAEObjectiveConfig,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The VAE's objective on one batch (see the module docstring).
 
@@ -122,15 +149,15 @@ def vae_losses(
     """
     reconstruction, kl = model(mel, generator=generator)
     reconstruction = reconstruction.float()
-    losses = reconstruction_losses(reconstruction, mel, frame_mask, args.multiscale_pooling)
+    losses = reconstruction_losses(reconstruction, mel, frame_mask, list(config.multiscale_pooling))
     losses["kl"] = kl.float().mean() / mel[0].numel()
-    loss = losses["l1"] + args.kl_weight * losses["kl"]
+    loss = losses["l1"] + config.kl_weight * losses["kl"]
     if "multiscale_l1" in losses:
-        loss = loss + args.multiscale_weight * losses["multiscale_l1"]
+        loss = loss + config.multiscale_weight * losses["multiscale_l1"]
     fake = torch.where(frame_mask[:, None], reconstruction, mel)
     if discriminator is not None:
         with accelerator.autocast():
             losses["generator_adversarial"] = generator_adversarial_loss(discriminator, fake).float()
-        loss = loss + args.adversarial_weight * losses["generator_adversarial"]
+        loss = loss + config.adversarial_weight * losses["generator_adversarial"]
     losses["loss"] = loss
     return losses, fake

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from utils import write_json
+from .tracking import write_json
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,9 @@ import torch
 from torch.utils.data import Dataset
 
 from instructaudio_diffusers.audio import load_audio, resample, to_mono
-from utils import item_rng, resolve_audio_path  # training/ is on sys.path (see train_mel_vae.py)
+
+from ..batching import item_rng
+from ..data import resolve_audio_path
 
 
 class MelVAECropDataset(Dataset):

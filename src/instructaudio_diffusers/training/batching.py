@@ -1,4 +1,5 @@
-"""Batch samplers for variable-length audio: a frame budget per batch, or a fixed number of clips.
+"""Data order: batch samplers for variable-length audio (a frame budget per batch, or a fixed number of
+clips), the per-item sampler of fixed-length crops, random streams keyed by position, and the loop's position.
 
 Both yield lists of dataset indices (pass them to `DataLoader(batch_sampler=...)`) in an order that is a
 pure function of `(seed, epoch)`, so a resumed run replays the data order exactly: set the epoch and skip
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 from torch.utils.data import Sampler
 
 
@@ -171,3 +174,96 @@ def padding_fraction(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -
     padded = sum(len(batch) * int(lengths[list(batch)].max()) for batch in batches if len(batch))
     real = sum(int(lengths[list(batch)].sum()) for batch in batches if len(batch))
     return 1.0 - real / padded if padded else 0.0
+
+
+class EpochSeededSampler(Sampler):
+    """Yields `(index, epoch)` keys in an order that is a pure function of `(seed, epoch)`.
+
+    Resuming exactly then needs no sampler state: set the epoch, skip the batches already consumed.
+    The epoch travels with each index so that per-item randomness (random crops) can be drawn from
+    `item_rng(seed, epoch, index)` in the dataset, identical in any worker process and after a resume.
+
+    It deliberately has no `generator` attribute: accelerate would replace or re-seed that.
+    """
+
+    def __init__(self, num_samples: int, seed: int, shuffle: bool = True):
+        if num_samples < 1:
+            raise ValueError("the dataset is empty: nothing to train on.")
+        self.num_samples = num_samples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
+        else:
+            order = np.arange(self.num_samples)
+        for index in order.tolist():
+            yield index, self.epoch
+
+
+def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The random generator of one dataset item in one epoch (see `EpochSeededSampler`)."""
+    return np.random.default_rng([seed, epoch, index])
+
+
+def keyed_generator(*keys: int) -> torch.Generator:
+    """A CPU torch generator that is a pure function of integer `keys` (e.g. seed, epoch, batch, rank).
+
+    Noise drawn from it is the same whether or not the run was interrupted and resumed, unlike noise
+    from the global RNG. CPU generators also give the same numbers on any accelerator.
+    """
+    derived = int(np.random.SeedSequence([int(key) for key in keys]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator().manual_seed(derived)
+
+
+@dataclass
+class TrainingProgress:
+    """Where the loop stands; saved in every checkpoint (`checkpointing.CheckpointState`) for exact resume.
+
+    `batches_in_epoch` counts micro-batches of `epoch` already consumed by this process.
+    """
+
+    global_step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.global_step = int(state["global_step"])
+        self.epoch = int(state["epoch"])
+        self.batches_in_epoch = int(state["batches_in_epoch"])
+
+    def resume_position(self, batches_per_epoch: int) -> tuple[int, int]:
+        """`(epoch, batches to skip)` to continue with; a finished epoch rolls over to the next one."""
+        if self.batches_in_epoch >= batches_per_epoch:
+            return self.epoch + 1, 0
+        return self.epoch, self.batches_in_epoch
+
+
+def updates_per_epoch(batches_per_epoch: int, gradient_accumulation_steps: int) -> int:
+    """Optimizer steps of an epoch of `batches_per_epoch` micro-batches: accelerate forces an optimizer step at the
+    end of every epoch, so `ceil(batches / accumulation)`."""
+    return math.ceil(batches_per_epoch / gradient_accumulation_steps)
+
+
+def training_length(
+    batches_per_epoch: int,
+    gradient_accumulation_steps: int,
+    max_train_steps: int | None,
+    num_train_epochs: int,
+) -> tuple[int, int]:
+    """`(max_train_steps, num_train_epochs)` made consistent, for epochs of equal length (see `updates_per_epoch`)."""
+    updates = updates_per_epoch(batches_per_epoch, gradient_accumulation_steps)
+    if max_train_steps is None:
+        max_train_steps = num_train_epochs * updates
+    return max_train_steps, math.ceil(max_train_steps / updates)

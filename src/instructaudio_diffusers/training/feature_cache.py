@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from utils import resolve_audio_path  # training/ is on sys.path (see prepare_dataset.py)
+from .data import resolve_audio_path
 
 #: Columns the passes below add (and replace on a rerun).
 CACHED_COLUMNS = (
@@ -81,13 +81,13 @@ class LatentEncoder(_LazyMapFunction):
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         import torch
 
+        from ..pipelines.frozen_encoders import encode_waveform
+
         vae, mel_spectrogram = self._load()
         means, stds, frames = [], [], []
         for i in range(len(batch["audio_path"])):
             audio = _clip_audio(batch, i, self.dataset_dir, self.audio_root, vae.config.sampling_rate)
-            with torch.no_grad():
-                # One clip per forward: padding clips to a common length would change their edges.
-                posterior = vae.encode(mel_spectrogram(torch.from_numpy(audio))).latent_dist
+            posterior = encode_waveform(vae, mel_spectrogram, torch.from_numpy(audio))
             means.append(posterior.mean[0].numpy())
             stds.append(posterior.std[0].numpy())
             frames.append(int(posterior.mean.shape[-1]))
@@ -125,7 +125,7 @@ class DurationAligner(_LazyMapFunction):
         import torch
 
         from instructaudio_diffusers.models.aligner import mel_to_latent_durations
-        from instructaudio_diffusers.pipelines.pipeline_instructaudio import INSTRUMENTAL_TEXT
+        from instructaudio_diffusers.processing.vocab import INSTRUMENTAL_TEXT
 
         aligner, mel_spectrogram, processor = self._load()
         factor = aligner.config.time_downsample_factor
@@ -197,15 +197,12 @@ class InstructionEncoder(_LazyMapFunction):
         ).eval()
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        import torch
+        from ..pipelines.frozen_encoders import run_instruction_encoder, tokenize_instructions
 
         tokenizer, encoder = self._load()
-        # The same call as InstructAudioPipeline.encode_instruction, so cached and live embeddings agree.
-        inputs = tokenizer(batch["instruction"], padding=True, truncation=True, return_tensors="pt")
-        with torch.no_grad():
-            hidden = encoder(
-                input_ids=inputs.input_ids, attention_mask=inputs.attention_mask
-            ).last_hidden_state
+        # The pipeline's own calls, so cached and live embeddings agree.
+        inputs = tokenize_instructions(tokenizer, batch["instruction"])
+        hidden = run_instruction_encoder(encoder, inputs.input_ids, inputs.attention_mask)
         lengths = inputs.attention_mask.sum(dim=1).tolist()
         embeds = [hidden[i, : lengths[i]].float().numpy() for i in range(len(lengths))]
         return {"instruction_embeds": embeds, "instruction_length": [int(n) for n in lengths]}

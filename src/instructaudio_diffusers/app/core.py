@@ -7,7 +7,6 @@ browser; `app.py` only wires these functions to widgets and turns their `ValueEr
 from __future__ import annotations
 
 import math
-import os
 import secrets
 import time
 import warnings
@@ -17,21 +16,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from instructaudio_diffusers import InstructAudioPipeline, InstructAudioProcessor
-from instructaudio_diffusers.audio.plot import figure_to_rgb, mel_figure
-from instructaudio_diffusers.cli import DEFAULT_MODEL
-from instructaudio_diffusers.pipelines.pipeline_instructaudio import INSTRUMENTAL_TEXT
-from instructaudio_diffusers.processing.text_segmentation import (
+from .. import InstructAudioPipeline, InstructAudioProcessor
+from ..audio.plot import figure_to_rgb, mel_figure
+from ..pretrained import load_pipeline as load_named_pipeline
+from ..processing.text_segmentation import (
     TextSegment,
     parse_markup,
     script_of,
     split_language_runs,
 )
-from instructaudio_diffusers.processing.vocab import SPEAKER_TOKENS
+from ..processing.vocab import INSTRUMENTAL_TEXT, SPEAKER_TOKENS
 
 TASKS = ("Speech", "Dialogue", "Music")
-#: `--model` value that builds the toy pipeline of the tests: tries the UI before any trained model exists.
-TINY_RANDOM = "tiny-random"
 #: Default `--max_seconds`: long enough for a paragraph or a song section, short enough that one request
 #: cannot hold a shared CPU for minutes.
 DEFAULT_MAX_SECONDS = 30.0
@@ -78,10 +74,6 @@ EXAMPLES: list[tuple[str, str, str]] = [
 ]
 
 
-class ModelNotFoundError(FileNotFoundError):
-    """The default demo model is not in this checkout; the message says which flag to pass instead."""
-
-
 def load_pipeline(model: str | None, device: str | None = None) -> tuple[InstructAudioPipeline, bool]:
     """Load the pipeline the app serves.
 
@@ -98,20 +90,7 @@ def load_pipeline(model: str | None, device: str | None = None) -> tuple[Instruc
             fallback to random weights: a demo that silently serves noise looks like a broken model.
         OSError, ValueError: the folder or repo holds no loadable pipeline.
     """
-    if model == TINY_RANDOM:
-        from instructaudio_diffusers.testing_utils import get_dummy_components
-
-        pipe, is_random = InstructAudioPipeline(**get_dummy_components()), True
-    else:
-        if model is None:
-            model = os.path.normpath(DEFAULT_MODEL)
-            if not os.path.isdir(model):
-                raise ModelNotFoundError(
-                    f"The demo model is not at {model} (it is not trained yet, or this is not a source "
-                    "checkout). Pass --model with a pipeline folder or Hub repo id, or "
-                    f"--model {TINY_RANDOM} to try the interface with random weights."
-                )
-        pipe, is_random = InstructAudioPipeline.from_pretrained(model), False
+    pipe, is_random = load_named_pipeline(model)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe.set_progress_bar_config(disable=True)  # progress goes to the page, not the server's terminal
     return pipe.to(device), is_random

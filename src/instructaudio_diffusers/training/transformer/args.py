@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from common_args import (  # training/ is on sys.path
+from ..args import (
     add_common_training_args,
     apply_config_file_defaults,
     check_common_training_args,

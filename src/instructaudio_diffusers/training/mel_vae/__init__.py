@@ -1,0 +1,1 @@
+"""Training the Mel-VAE (`training/train_mel_vae.py`)."""

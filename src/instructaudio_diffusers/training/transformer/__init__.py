@@ -1,0 +1,1 @@
+"""Training the InstructAudio MM-DiT (`training/train_instructaudio.py`)."""
