@@ -36,10 +36,10 @@ if ! $PY -c "$has_features"; then
         --precompute_instructions --text_encoder "$MINILM" --num_proc 2
 fi
 
-# 6. The phoneme aligner (a few minutes), then its per-token durations cached in the dataset: the demo transformer
-#    places phonemes on the frames by them (phoneme_alignment "durations").
+# 6. The phoneme aligner (10 minutes on one thread), then its per-token durations cached in the dataset (5 minutes):
+#    the demo transformer places phonemes on the frames by them (phoneme_alignment "durations").
 [ -f runs/demo/aligner/config.json ] || $PY training/train_aligner.py --dataset_dir data/demo/prepared \
-    --vae runs/demo/mel_vae --output_dir runs/demo/aligner --max_train_steps 2000 --threads 2
+    --vae runs/demo/mel_vae --output_dir runs/demo/aligner --max_train_steps 3000 --threads 1
 has_durations="import datasets, sys; sys.exit('durations' not in datasets.load_from_disk('data/demo/prepared').column_names)"
 if ! $PY -c "$has_durations"; then
     $PY training/prepare_dataset.py --output_dir data/demo/prepared --precompute_durations --aligner runs/demo/aligner
