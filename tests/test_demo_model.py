@@ -98,7 +98,11 @@ def test_demo_model_says_the_words(pipe):
         "My brother likes green apples and warm bread.",
     ]
     audios = pipe(
-        instruction=["A woman speaks clearly.", "A man reads the sentence calmly.", "An adult female speaker."],
+        instruction=[
+            "A woman speaks clearly.",
+            "A man reads the sentence calmly.",
+            "An adult female speaker.",
+        ],
         text=texts,
         num_inference_steps=16,
         generator=[torch.Generator().manual_seed(seed) for seed in range(3)],

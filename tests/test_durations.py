@@ -147,9 +147,7 @@ def test_token_duration_loss_is_zero_for_exact_predictions_and_ignores_masked_to
     wrong_padding[1, 2:] = 50.0
     assert token_duration_loss(wrong_padding, target, mask) == 0
     off = exact + 0.5
-    torch.testing.assert_close(
-        token_duration_loss(off, target, mask), torch.tensor(0.25)
-    )
+    torch.testing.assert_close(token_duration_loss(off, target, mask), torch.tensor(0.25))
     samples = torch.tensor([True, False])
     wrong_second = exact.clone()
     wrong_second[1] += 3.0
@@ -222,7 +220,9 @@ def test_given_durations_replace_the_predicted_ones_and_round_trip(pipe):
     first = pipe(**inputs, generator=torch.Generator().manual_seed(3))
     edited = first.phoneme_durations_in_s[0].copy()
     edited[-1] += 10 / pipe.vae.latent_frame_rate  # hold the last token ten frames longer
-    again = pipe(**inputs, phoneme_durations_in_s=[edited.tolist()], generator=torch.Generator().manual_seed(3))
+    again = pipe(
+        **inputs, phoneme_durations_in_s=[edited.tolist()], generator=torch.Generator().manual_seed(3)
+    )
     np.testing.assert_allclose(again.phoneme_durations_in_s[0], edited, atol=1e-6)
     assert len(again.audios[0]) == len(first.audios[0]) + 10 * pipe.samples_per_latent_frame
     # With a length given, the durations keep their proportions and fill it.
@@ -234,7 +234,11 @@ def test_given_durations_replace_the_predicted_ones_and_round_trip(pipe):
 @pytest.mark.parametrize(
     "durations, error, message",
     [
-        ([[0.1, 0.2]], ValueError, r"phoneme_durations_in_s\[0\] has 2 values, but its text has \d+ phoneme tokens"),
+        (
+            [[0.1, 0.2]],
+            ValueError,
+            r"phoneme_durations_in_s\[0\] has 2 values, but its text has \d+ phoneme tokens",
+        ),
         ([[0.1], [0.2]], ValueError, "2 sequences in phoneme_durations_in_s for 1 instructions"),
         ([[0.1, -0.2]], ValueError, "finite seconds >= 0"),
         ([[0.0, 0.0]], ValueError, "add up to more than 0"),

@@ -485,7 +485,7 @@ def test_predict_audio_length_checks_its_prompts(pipe):
 def test_a_scheduler_that_rewarps_sigmas_is_rejected_at_construction_and_when_swapped_in(components, setting):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    (name, value), = setting.items()
+    ((name, value),) = setting.items()
     try:
         scheduler = FlowMatchEulerDiscreteScheduler(**setting)
     except ImportError:  # beta sigmas need scipy, which the package requires anyway
@@ -497,9 +497,11 @@ def test_a_scheduler_that_rewarps_sigmas_is_rejected_at_construction_and_when_sw
     with pytest.raises(ValueError, match=f"must not shift or convert sigmas \\({name}={value!r}\\)"):
         pipe(instruction="A calm man speaks.", text="Hello.", num_inference_steps=1, audio_length_in_s=0.5)
     pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0)
-    assert pipe(
-        instruction="A calm man speaks.", text="Hello.", num_inference_steps=1, audio_length_in_s=0.5
-    ).audios[0].size
+    assert (
+        pipe(instruction="A calm man speaks.", text="Hello.", num_inference_steps=1, audio_length_in_s=0.5)
+        .audios[0]
+        .size
+    )
 
 
 def test_mismatched_components_are_rejected(components):

@@ -73,7 +73,6 @@ from .report import (
 logger = logging.getLogger(__name__)
 
 
-
 QUICK_PAIRS_PER_ATTRIBUTE = 4
 QUICK_CASES_PER_TASK = 20
 PARTIAL_CASES_FILE = "cases.partial.jsonl"

@@ -166,7 +166,9 @@ class PhonemeAlignerModel(ModelMixin, ConfigMixin):
         variance = (((mel - mean) * weights) ** 2).sum(dim=-1, keepdim=True) / count
         return (mel - mean) / torch.sqrt(variance + 1e-5) * weights
 
-    def aligned_token_mask(self, phoneme_ids: torch.LongTensor, phoneme_mask: torch.BoolTensor) -> torch.BoolTensor:
+    def aligned_token_mask(
+        self, phoneme_ids: torch.LongTensor, phoneme_mask: torch.BoolTensor
+    ) -> torch.BoolTensor:
         r"""Valid tokens that are not silent; a clip with no such token aligns all its valid tokens."""
         phoneme_mask = phoneme_mask.bool()
         aligned = phoneme_mask & ~torch.isin(phoneme_ids, self._silent_ids)

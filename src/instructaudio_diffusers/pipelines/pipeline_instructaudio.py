@@ -293,7 +293,9 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         (fractional frames per token) when there are some, else the transformer's predictor."""
         if given_frames is None:
             with torch.no_grad():
-                log_durations = self.transformer.predict_token_durations(text_condition, phoneme_mask.shape[1])
+                log_durations = self.transformer.predict_token_durations(
+                    text_condition, phoneme_mask.shape[1]
+                )
             given_frames = torch.expm1(log_durations).clamp(min=0).round()
         return fit_durations(given_frames, phoneme_mask, latent_frames)
 
@@ -531,7 +533,9 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         phoneme_ids, phoneme_mask = self.encode_text(texts, device, num_waveforms_per_prompt)
         given_frames = None
         if phoneme_durations_in_s is not None:
-            given_frames = self.given_phoneme_frames(phoneme_durations_in_s, phoneme_mask, num_waveforms_per_prompt)
+            given_frames = self.given_phoneme_frames(
+                phoneme_durations_in_s, phoneme_mask, num_waveforms_per_prompt
+            )
         text_condition = self.transformer.encode_text_condition(
             instruction_embeds, instruction_attention_mask, phoneme_ids, phoneme_mask
         )
