@@ -18,7 +18,6 @@ from instructaudio_diffusers.app.core import (
     mel_image,
     phonemize,
     plot_mel,
-    predict_length_in_s,
     to_int16,
     validate_request,
 )
@@ -256,12 +255,21 @@ def test_generate_gives_the_requested_length_and_reports_progress(pipe):
     np.testing.assert_array_equal(result.audio, again.audio)
 
 
-def test_predicted_length_is_the_pipelines_own_choice(pipe):
-    # The app predicts the automatic length ahead of the call to cap it; it must match what the pipeline
-    # would have chosen, or the cap and the display drift from the model.
-    instruction, text = "A calm man speaks.", "Hello there, how are you today?"
-    audio = pipe(instruction=instruction, text=text, num_inference_steps=1).audios[0]
-    assert predict_length_in_s(pipe, instruction, text) == pytest.approx(len(audio) / pipe.sampling_rate)
+def test_one_request_runs_the_encoders_once(pipe, monkeypatch):
+    # The cap on automatic lengths travels into the call, so no separate prediction pass encodes the
+    # instruction and the text again.
+    calls = []
+    for name in ("encode_instruction", "encode_text"):
+        original = getattr(pipe, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(pipe, name, counted)
+    result = generate(pipe, request_for(text="Hello there, how are you?", audio_length_in_s=None), 2.0)
+    assert sorted(calls) == ["encode_instruction", "encode_text"]
+    assert result.length_source == "predicted"
 
 
 def test_automatic_length_is_capped_by_max_seconds(pipe):

@@ -443,11 +443,50 @@ def test_an_automatic_length_at_the_models_maximum_is_warned_about(pipe):
         latents = pipe(**{**inputs, "text": ""}).audios[0]
     assert latents.shape[-1] == pipe.transformer.config.max_audio_frames
     assert (
-        "was capped at this model's maximum of 2.05 s" in captured.out and "audio_length_in_s" in captured.out
+        "was capped at this model's maximum (2.05 s)" in captured.out and "audio_length_in_s" in captured.out
     )
     with CaptureLogger(logger) as captured:
         pipe(**inputs)  # a predicted speech length well under the maximum
     assert "capped" not in captured.out
+
+
+def test_max_audio_length_caps_the_lengths_the_pipeline_chooses(pipe):
+    from diffusers.utils import logging as diffusers_logging
+    from diffusers.utils.testing_utils import CaptureLogger
+
+    logger = diffusers_logging.get_logger("instructaudio_diffusers.pipelines.pipeline_instructaudio")
+    inputs = {**get_dummy_inputs(), "audio_length_in_s": None, "num_inference_steps": 1, "text": ""}
+    frame_s = 1.0 / pipe.vae.latent_frame_rate
+    with CaptureLogger(logger) as captured:
+        audio = pipe(**inputs, max_audio_length_in_s=0.5).audios[0]
+    # Rounded down to whole latent frames: never longer than the cap, less than a frame short of it.
+    assert 0.5 - frame_s < len(audio) / pipe.sampling_rate <= 0.5
+    assert "capped at max_audio_length_in_s (0.50 s)" in captured.out
+    # A length the caller asks for is not the pipeline's choice: it must fit the cap, and is never shortened.
+    with pytest.raises(
+        ValueError, match=r"audio_length_in_s must be from .* to 0.5 s \(the max_audio_length_in_s"
+    ):
+        pipe(**{**inputs, "audio_length_in_s": 0.6}, max_audio_length_in_s=0.5)
+    requested = pipe(**{**inputs, "audio_length_in_s": 0.4}, max_audio_length_in_s=0.5).audios[0]
+    assert len(requested) / pipe.sampling_rate == pytest.approx(0.4, abs=frame_s)
+
+
+@pytest.mark.parametrize(
+    "cap, error, match",
+    [
+        ("10", TypeError, "max_audio_length_in_s must be a number of seconds, got str"),
+        (
+            0.0,
+            ValueError,
+            r"max_audio_length_in_s must be from .* to 2.0 s \(this model's maximum\), got 0.0",
+        ),
+        (60.0, ValueError, r"max_audio_length_in_s must be from .* got 60.0"),
+        (float("nan"), ValueError, "max_audio_length_in_s must be from"),
+    ],
+)
+def test_a_bad_length_cap_is_named(pipe, cap, error, match):
+    with pytest.raises(error, match=match):
+        pipe(**{**get_dummy_inputs(), "audio_length_in_s": None}, max_audio_length_in_s=cap)
 
 
 @pytest.mark.parametrize(

@@ -320,13 +320,17 @@ class GenerationResult:
         )
 
 
-def predict_length_in_s(pipe: InstructAudioPipeline, instruction: str, text: str) -> float:
-    """The length the pipeline would choose on its own (duration predictor, or the instrumental default).
-
-    Predicted ahead of the call so that `--max_seconds` also caps automatic lengths; the pipeline itself
-    only clamps to the model's maximum.
-    """
-    return pipe.predict_audio_length_in_s(instruction, text)[0]
+def length_source(
+    pipe: InstructAudioPipeline, request: GenerationRequest, num_samples: int, max_length_in_s: float
+) -> str:
+    """Where a result's length came from: requested, predicted or the instrumental default, and whether the
+    pipeline capped it at `max_length_in_s` (it then fills exactly the cap's latent frames)."""
+    if request.audio_length_in_s is not None:
+        return "requested"
+    source = "predicted" if request.text else "instrumental default"
+    if num_samples // pipe.samples_per_latent_frame >= pipe.length_cap_in_frames(max_length_in_s):
+        source += f", capped at {max_length_in_s:.1f} s"
+    return source
 
 
 def generate(
@@ -348,16 +352,6 @@ def generate(
     """
     start = time.perf_counter()
     phonemes, notes = phonemize(pipe.processor, request.task, request.text)
-    if request.audio_length_in_s is not None:
-        length_in_s, length_source = request.audio_length_in_s, "requested"
-    else:
-        length_in_s = predict_length_in_s(pipe, request.instruction, request.text)
-        length_source = "instrumental default" if not request.text else "predicted"
-        if length_in_s > max_length_in_s:
-            length_in_s, length_source = (
-                max_length_in_s,
-                f"{length_source}, capped at {max_length_in_s:.1f} s",
-            )
 
     def callback(pipeline: InstructAudioPipeline, step: int, timestep: torch.Tensor, tensors: dict) -> dict:
         if on_step is not None:
@@ -367,7 +361,8 @@ def generate(
     audio = pipe(
         instruction=request.instruction,
         text=request.text,
-        audio_length_in_s=length_in_s,
+        audio_length_in_s=request.audio_length_in_s,
+        max_audio_length_in_s=max_length_in_s,  # caps automatic lengths in the same pass
         num_inference_steps=request.num_inference_steps,
         guidance_scale=request.guidance_scale,
         generator=torch.Generator().manual_seed(request.seed),
@@ -378,7 +373,7 @@ def generate(
         sampling_rate=pipe.sampling_rate,
         phonemes=phonemes,
         languages=detect_languages(request.text, pipe.processor),
-        length_source=length_source,
+        length_source=length_source(pipe, request, len(audio), max_length_in_s),
         elapsed_s=time.perf_counter() - start,
         seed=request.seed,
         warnings=notes,

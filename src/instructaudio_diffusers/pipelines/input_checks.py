@@ -76,6 +76,7 @@ def check_call(
     instructions: list[str] | None,
     texts: list[str],
     audio_length_in_s,
+    max_audio_length_in_s,
     phoneme_durations_in_s,
     num_inference_steps,
     output_type,
@@ -112,9 +113,12 @@ def check_call(
     check_sway_sampling_coef(sway_sampling_coef)
     if not isinstance(output_type, str) or output_type not in limits.output_types:
         raise ValueError(f"output_type must be one of {limits.output_types}, got {output_type!r}.")
-    check_audio_lengths(
-        audio_length_in_s, batch_size, limits.min_audio_length_in_s, limits.max_audio_length_in_s
-    )
+    check_length_cap(max_audio_length_in_s, limits)
+    if max_audio_length_in_s is None:
+        max_s, max_reason = limits.max_audio_length_in_s, "this model's maximum"
+    else:
+        max_s, max_reason = float(max_audio_length_in_s), "the max_audio_length_in_s given"
+    check_audio_lengths(audio_length_in_s, batch_size, limits.min_audio_length_in_s, max_s, max_reason)
     check_phoneme_durations(phoneme_durations_in_s, batch_size, limits.places_phonemes_by_durations)
     num_outputs = batch_size * num_waveforms_per_prompt
     if num_outputs > MAX_OUTPUTS_PER_CALL:
@@ -227,7 +231,28 @@ def check_sway_sampling_coef(sway_sampling_coef) -> None:
         )
 
 
-def check_audio_lengths(audio_length_in_s, batch_size: int, min_s: float, max_s: float) -> None:
+def check_length_cap(max_audio_length_in_s, limits: CallLimits) -> None:
+    """`None` (the model's maximum) or a number of seconds within the model's range."""
+    if max_audio_length_in_s is None:
+        return
+    if not is_real(max_audio_length_in_s):
+        raise TypeError(
+            f"max_audio_length_in_s must be a number of seconds, got {_type_name(max_audio_length_in_s)}: "
+            f"{max_audio_length_in_s!r}."
+        )
+    if not (
+        math.isfinite(max_audio_length_in_s)
+        and limits.min_audio_length_in_s <= max_audio_length_in_s <= limits.max_audio_length_in_s
+    ):
+        raise ValueError(
+            f"max_audio_length_in_s must be from {limits.min_audio_length_in_s:.3f} s (one latent frame) to "
+            f"{limits.max_audio_length_in_s:.1f} s (this model's maximum), got {max_audio_length_in_s!r}."
+        )
+
+
+def check_audio_lengths(
+    audio_length_in_s, batch_size: int, min_s: float, max_s: float, max_reason: str = "this model's maximum"
+) -> None:
     """`None`, one length for every output, or a list with one length per instruction, each in seconds."""
     if audio_length_in_s is None:
         return
@@ -246,7 +271,7 @@ def check_audio_lengths(audio_length_in_s, batch_size: int, min_s: float, max_s:
             raise TypeError(f"{name} must be a number of seconds, got {_type_name(length)}: {length!r}.")
         if not (math.isfinite(length) and min_s <= length <= max_s):
             raise ValueError(
-                f"{name} must be from {min_s:.3f} s (one latent frame) to {max_s:.1f} s for this model, "
+                f"{name} must be from {min_s:.3f} s (one latent frame) to {max_s:.1f} s ({max_reason}), "
                 f"got {length!r}."
             )
 

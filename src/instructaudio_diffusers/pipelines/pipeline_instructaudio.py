@@ -212,6 +212,7 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         latents: torch.Tensor | None = None,
         callback_on_step_end: Callable | None = None,
         phoneme_durations_in_s: list | None = None,
+        max_audio_length_in_s: float | None = None,
     ) -> None:
         """Refuse arguments `__call__` cannot honour, before any model runs.
 
@@ -235,6 +236,7 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
             instructions=instructions,
             texts=texts,
             audio_length_in_s=audio_length_in_s,
+            max_audio_length_in_s=max_audio_length_in_s,
             phoneme_durations_in_s=phoneme_durations_in_s,
             num_inference_steps=num_inference_steps,
             output_type=output_type,
@@ -319,13 +321,16 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         text_condition: InstructAudioTextCondition,
         num_waveforms_per_prompt: int,
         given_phoneme_frames: torch.Tensor | None = None,
+        max_frames: int | None = None,
     ) -> torch.Tensor:
         """Latent frames per output item `(B * num_waveforms_per_prompt,)`.
 
         Order of precedence: `audio_length_in_s`; the length of the given `latents`; the sum of the caller's
         per-phoneme durations; instrumental music's default length; the transformer's duration predictor (for
-        models that place phonemes by durations, the sum of its per-phoneme predictions).
+        models that place phonemes by durations, the sum of its per-phoneme predictions). The last three are
+        the pipeline's own choice and are capped at `max_frames` (default: the most the transformer can place).
         """
+        max_frames = self.transformer.config.max_audio_frames if max_frames is None else max_frames
         batch = len(texts) * num_waveforms_per_prompt
         device = text_condition.hidden_states.device
         frame_rate = self.vae.latent_frame_rate
@@ -339,7 +344,7 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
             return torch.full((batch,), latents.shape[-1], device=device)
         if given_phoneme_frames is not None:
             total = given_phoneme_frames.sum(dim=1).round()
-            return total.clamp(1, self.transformer.config.max_audio_frames).long()
+            return total.clamp(1, max_frames).long()
         with torch.no_grad():
             predicted = self.transformer.predict_duration(text_condition=text_condition).exp().round()
         instrumental = torch.tensor([not t.strip() for t in texts], device=device).repeat_interleave(
@@ -348,8 +353,16 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         predicted = torch.where(
             instrumental, torch.full_like(predicted, DEFAULT_MUSIC_LENGTH_IN_S * frame_rate), predicted
         )
-        # Capped at what the transformer can place (a durations model's phonemes are then fitted into the cap).
-        return predicted.clamp(1, self.transformer.config.max_audio_frames).long()
+        # A durations model's phonemes are then fitted into the cap.
+        return predicted.clamp(1, max_frames).long()
+
+    def length_cap_in_frames(self, max_audio_length_in_s: float | None) -> int:
+        """Latent frames of a length cap in seconds, rounded down so the audio never exceeds it (`None`: the
+        most the transformer can place)."""
+        if max_audio_length_in_s is None:
+            return self.transformer.config.max_audio_frames
+        frames = math.floor(max_audio_length_in_s * self.vae.latent_frame_rate + 1e-9)
+        return min(max(1, frames), self.transformer.config.max_audio_frames)
 
     @torch.no_grad()
     def predict_audio_length_in_s(self, instruction: str | list[str], text: str | list[str]) -> list[float]:
@@ -432,6 +445,7 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         text: str | list[str] | None = "",
         audio_length_in_s: float | list[float] | None = None,
         phoneme_durations_in_s: list | None = None,
+        max_audio_length_in_s: float | None = None,
         num_inference_steps: int = 32,
         guidance_scale: float = 2.0,
         negative_instruction: str | list[str] | None = None,
@@ -460,6 +474,10 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
                 of each token of `pipe.processor.phonemize(text)`, one sequence per instruction (e.g. an output's
                 `phoneme_durations_in_s` with one word stretched, or an aligner's). They replace the predicted
                 durations; scaled to `audio_length_in_s` when it is given, otherwise their sum is the length.
+            max_audio_length_in_s (`float`, *optional*): Cap on the lengths the pipeline chooses itself (predicted,
+                instrumental default or the sum of `phoneme_durations_in_s`), e.g. a server's limit per request;
+                defaults to, and may not exceed, the model's maximum `pipe.max_audio_length_in_s`. A capped
+                output logs a warning; a durations model then fits its phonemes into the cap.
             num_inference_steps (`int`, defaults to 32): Euler steps, 1 to 1000.
             guidance_scale (`float`, defaults to 2.0): Classifier-free guidance, from 1 (off) to 100.
             negative_instruction (`str` or `list[str]`, *optional*): Instruction to steer away from; by
@@ -505,6 +523,7 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
             latents=latents,
             callback_on_step_end=callback_on_step_end,
             phoneme_durations_in_s=phoneme_durations_in_s,
+            max_audio_length_in_s=max_audio_length_in_s,
         )
         num_inference_steps = int(num_inference_steps)
         num_waveforms_per_prompt = int(num_waveforms_per_prompt)
@@ -541,11 +560,18 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         )
 
         # 4. Duration, and where each phoneme falls for models that place phonemes by durations
+        max_frames = self.length_cap_in_frames(max_audio_length_in_s)
         latent_frames = self.prepare_latent_frames(
-            audio_length_in_s, texts, latents, text_condition, num_waveforms_per_prompt, given_frames
+            audio_length_in_s,
+            texts,
+            latents,
+            text_condition,
+            num_waveforms_per_prompt,
+            given_frames,
+            max_frames,
         )
         if audio_length_in_s is None and latents is None:
-            self._warn_if_length_capped(latent_frames)
+            self._warn_if_length_capped(latent_frames, max_frames)
         phoneme_durations = None
         if self.transformer.phoneme_alignment == "durations":
             phoneme_durations = self.prepare_phoneme_durations(
@@ -602,14 +628,20 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
             return (audios,)
         return InstructAudioPipelineOutput(audios=audios, phoneme_durations_in_s=durations_in_s)
 
-    def _warn_if_length_capped(self, latent_frames: torch.Tensor) -> None:
-        capped = (latent_frames >= self.transformer.config.max_audio_frames).nonzero().flatten().tolist()
+    def _warn_if_length_capped(self, latent_frames: torch.Tensor, max_frames: int) -> None:
+        capped = (latent_frames >= max_frames).nonzero().flatten().tolist()
         if capped:
+            which = (
+                "this model's maximum"
+                if max_frames == self.transformer.config.max_audio_frames
+                else "max_audio_length_in_s"
+            )
             logger.warning(
-                "The automatic length of output(s) %s was capped at this model's maximum of %.2f s, so the text "
-                "may not fit: pass audio_length_in_s, or split the text into shorter calls.",
+                "The automatic length of output(s) %s was capped at %s (%.2f s), so the text may not fit: pass "
+                "audio_length_in_s, or split the text into shorter calls.",
                 capped,
-                self.max_audio_length_in_s,
+                which,
+                max_frames / self.vae.latent_frame_rate,
             )
 
     def _unconditional_text_condition(
