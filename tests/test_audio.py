@@ -5,7 +5,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from instructaudio_diffusers.audio import LOG_MEL_FLOOR, MelSpectrogram, load_audio, resample, write_wav
+from instructaudio_diffusers.audio import (
+    LOG_MEL_FLOOR,
+    MelSettings,
+    MelSpectrogram,
+    load_audio,
+    resample,
+    write_wav,
+)
 
 
 def _hz_to_mel_slaney(freq: float) -> float:
@@ -72,6 +79,29 @@ def test_bad_mel_config_raises():
         MelSpectrogram(sampling_rate=16000, mel_fmax=9000.0)
     with pytest.raises(ValueError, match="must be even"):
         MelSpectrogram(n_fft=1024, hop_length=255)
+    with pytest.raises(ValueError, match="win_length"):
+        MelSettings(n_fft=512, win_length=1024)
+
+
+def test_mel_settings_are_read_from_a_flat_config_with_defaults_and_overrides():
+    config = {"sampling_rate": 16000, "n_fft": 512, "hop_length": 160, "num_mel_bins": 40, "other": 1}
+    settings = MelSettings.from_config(config, n_mels=config["num_mel_bins"])
+    assert settings == MelSettings(16000, 512, 160, None, 40, 0.0, 8000.0)
+    spectrogram = settings.spectrogram()
+    assert spectrogram.settings == settings and (spectrogram.win_length, spectrogram.n_mels) == (512, 40)
+    assert MelSettings.from_config(settings.as_dict()) == settings
+
+
+def test_mel_mismatches_compare_what_the_front_end_computes():
+    settings = MelSettings()  # win_length unset: the window is n_fft long
+    assert settings.mismatches({"win_length": 1024, "n_mels": 80}) == []
+    assert settings.mismatches({"win_length": None, "mel_fmax": 8000}) == []
+    assert MelSettings(mel_fmax=None).mismatches({"mel_fmax": 11025.0}) == []  # None is Nyquist
+    assert settings.mismatches({"hop_length": 200, "win_length": 800, "sampling_rate": None}) == [
+        "hop_length=200 (ours 256)",
+        "win_length=800 (ours 1024)",
+        "sampling_rate=None (ours 22050)",
+    ]
 
 
 def test_load_mixes_to_mono_and_resamples(tmp_path):

@@ -137,6 +137,7 @@ def test_mel_config_lives_in_the_vae():
         16,
     )
     assert vae.latent_frame_rate == 16000 / 160 / 2
+    assert vae.mel_settings == mel.settings
     assert mel(torch.randn(16000)).shape == (1, 16, 100)
 
 
@@ -160,6 +161,8 @@ def test_bad_config_and_decode_args_raise(vae):
         AutoencoderKLMel(**{**TINY, "downsample_factors": (2, 2)})
     with pytest.raises(ValueError, match="latents_mean"):
         AutoencoderKLMel(**TINY, latents_mean=[0.0])
+    with pytest.raises(ValueError, match="mel_fmax"):  # the mel front end is checked when the VAE is built
+        AutoencoderKLMel(**TINY, sampling_rate=8000, mel_fmax=6000.0)
     with pytest.raises(ValueError, match="num_frames"):
         vae.decode(torch.randn(1, 4, 5), num_frames=11)
     with pytest.raises(ValueError, match="4 channels|channels"):

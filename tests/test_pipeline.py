@@ -610,3 +610,14 @@ def test_the_stock_speecht5_hifigan_vocodes_like_the_same_hifigan_vocoder(compon
         for vocoder in (ours, to_speecht5_hifigan(ours))
     ]
     assert audios[0].shape == (800,) and np.array_equal(audios[0], audios[1])
+
+
+def test_a_vocoder_for_other_mels_is_refused_naming_every_difference(components):
+    from instructaudio_diffusers import GriffinLimVocoder
+
+    vae_settings = components["vae"].mel_settings
+    other = GriffinLimVocoder(**{**vae_settings.as_dict(), "mel_fmax": 3000.0, "hop_length": 32}, n_iter=1)
+    with pytest.raises(ValueError, match=r"does not fit the mels of the VAE: hop_length=32 \(ours 16\), "):
+        InstructAudioPipeline(**{**components, "vocoder": other})
+    with pytest.raises(ValueError, match=r"mel_fmax=3000.0 \(ours 4000.0\)"):
+        InstructAudioPipeline(**{**components, "vocoder": other})

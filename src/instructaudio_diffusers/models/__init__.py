@@ -3,4 +3,10 @@
 from .autoencoder_kl_mel import AutoencoderKLMel
 from .transformer_instructaudio import InstructAudioTransformerModel, InstructAudioTransformerOutput
 from .vocoder_griffin_lim import GriffinLimVocoder
-from .vocoder_hifigan import HifiGanVocoder, VocoderOutput, vocode, vocoder_mel_settings
+from .vocoder_hifigan import (
+    HifiGanVocoder,
+    VocoderOutput,
+    check_vocoder_mel_settings,
+    vocode,
+    vocoder_mel_settings,
+)

@@ -10,7 +10,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
-from ..audio.mel import MelSpectrogram
+from ..audio.mel import MelSettings, MelSpectrogram
 from .text_condition import pack_valid_first
 
 # Log-probability of a padded phoneme.
@@ -112,17 +112,17 @@ class PhonemeAlignerModel(ModelMixin, ConfigMixin):
     def __init__(
         self,
         vocab_size: int = 512,
-        num_mel_bins: int = 80,
+        num_mel_bins: int = MelSettings.n_mels,
         hidden_size: int = 256,
         attention_dim: int = 80,
         temperature: float = 0.0005,
         prior_scaling: float = 1.0,
-        sampling_rate: int = 22050,
-        n_fft: int = 1024,
-        hop_length: int = 256,
-        win_length: int | None = None,
-        mel_fmin: float = 0.0,
-        mel_fmax: float | None = 8000.0,
+        sampling_rate: int = MelSettings.sampling_rate,
+        n_fft: int = MelSettings.n_fft,
+        hop_length: int = MelSettings.hop_length,
+        win_length: int | None = MelSettings.win_length,
+        mel_fmin: float = MelSettings.mel_fmin,
+        mel_fmax: float | None = MelSettings.mel_fmax,
         time_downsample_factor: int = 2,
         silent_token_ids: list[int] | None = None,
     ):
@@ -146,16 +146,7 @@ class PhonemeAlignerModel(ModelMixin, ConfigMixin):
 
     def mel_spectrogram(self) -> MelSpectrogram:
         r"""The log-mel front end of the aligner's input frames."""
-        config = self.config
-        return MelSpectrogram(
-            config.sampling_rate,
-            config.n_fft,
-            config.hop_length,
-            config.win_length,
-            config.num_mel_bins,
-            config.mel_fmin,
-            config.mel_fmax,
-        )
+        return MelSettings.from_config(self.config, n_mels=self.config.num_mel_bins).spectrogram()
 
     @staticmethod
     def normalize_mel(mel: torch.Tensor, mel_mask: torch.BoolTensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
-from ..audio.mel import LOG_MEL_FLOOR, MelSpectrogram
+from ..audio.mel import LOG_MEL_FLOOR, MelSettings, MelSpectrogram
 
 
 class MelDiagonalGaussianDistribution(DiagonalGaussianDistribution):
@@ -174,16 +174,13 @@ class AutoencoderKLMel(ModelMixin, AutoencoderMixin, ConfigMixin):
     r"""KL autoencoder between log-mel spectrograms and latent frame sequences.
 
     The mel front end's parameters live in this config, so training, encoding and vocoding all read
-    them from one place: build the matching front end with [`~AutoencoderKLMel.mel_spectrogram`].
+    them from one place: `vae.mel_settings` ([`MelSettings`]), and the matching front end from
+    [`~AutoencoderKLMel.mel_spectrogram`]; the pipeline checks its vocoder against them.
 
     Parameters:
-        sampling_rate (`int`, defaults to 22050): Audio sample rate in Hz.
-        n_fft (`int`, defaults to 1024): STFT size of the mel front end.
-        hop_length (`int`, defaults to 256): Samples per mel frame.
-        win_length (`int`, defaults to 1024): Hann window length.
-        n_mels (`int`, defaults to 80): Number of mel bins, the input and output channels.
-        mel_fmin (`float`, defaults to 0.0): Lowest mel band edge in Hz.
-        mel_fmax (`float`, *optional*, defaults to 8000.0): Highest mel band edge in Hz (`None`: Nyquist).
+        sampling_rate, n_fft, hop_length, win_length, n_mels, mel_fmin, mel_fmax: The log-mel front end, as in
+            [`MelSettings`] (same defaults: 22.05 kHz, 1024-point FFT and window, hop 256, 80 bands, 0-8000 Hz);
+            `n_mels` is also the input and output channels.
         latent_channels (`int`, defaults to 24): Channels of the latent sequence.
         block_out_channels (`tuple[int]`, defaults to `(128, 256)`): Widths of the encoder stages (the
             decoder mirrors them).
@@ -202,13 +199,13 @@ class AutoencoderKLMel(ModelMixin, AutoencoderMixin, ConfigMixin):
     @register_to_config
     def __init__(
         self,
-        sampling_rate: int = 22050,
-        n_fft: int = 1024,
-        hop_length: int = 256,
-        win_length: int = 1024,
-        n_mels: int = 80,
-        mel_fmin: float = 0.0,
-        mel_fmax: float | None = 8000.0,
+        sampling_rate: int = MelSettings.sampling_rate,
+        n_fft: int = MelSettings.n_fft,
+        hop_length: int = MelSettings.hop_length,
+        win_length: int | None = MelSettings.win_length,
+        n_mels: int = MelSettings.n_mels,
+        mel_fmin: float = MelSettings.mel_fmin,
+        mel_fmax: float | None = MelSettings.mel_fmax,
         latent_channels: int = 24,
         block_out_channels: tuple[int, ...] = (128, 256),
         downsample_factors: tuple[int, ...] = (2,),
@@ -231,6 +228,8 @@ class AutoencoderKLMel(ModelMixin, AutoencoderMixin, ConfigMixin):
                 raise ValueError(f"{name} has {len(stats)} values for {latent_channels} latent channels.")
         if latents_std is not None and min(latents_std) <= 0:
             raise ValueError("latents_std must be positive.")
+        # Refuses an impossible mel front end when the VAE is built, not when it is first used.
+        MelSettings(sampling_rate, n_fft, hop_length, win_length, n_mels, mel_fmin, mel_fmax)
 
         args = (
             n_mels,
@@ -257,19 +256,14 @@ class AutoencoderKLMel(ModelMixin, AutoencoderMixin, ConfigMixin):
         """Latent frames per second of audio."""
         return self.config.sampling_rate / (self.config.hop_length * self.time_downsample_factor)
 
+    @property
+    def mel_settings(self) -> MelSettings:
+        """The settings of the log-mel front end this VAE was trained on: the pipeline's mel configuration."""
+        return MelSettings.from_config(self.config)
+
     def mel_spectrogram(self) -> MelSpectrogram:
         """The log-mel front end this VAE was trained on (a new module on the VAE's device)."""
-        config = self.config
-        module = MelSpectrogram(
-            config.sampling_rate,
-            config.n_fft,
-            config.hop_length,
-            config.win_length,
-            config.n_mels,
-            config.mel_fmin,
-            config.mel_fmax,
-        )
-        return module.to(self.device)
+        return self.mel_settings.spectrogram().to(self.device)
 
     def num_latent_frames(self, num_mel_frames: int) -> int:
         """Latent frames produced for `num_mel_frames` mel frames: `ceil(num_mel_frames / r)`."""

@@ -16,7 +16,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
-from ..audio.mel import MelSpectrogram
+from ..audio.mel import MelSettings, MelSpectrogram
 from .vocoder_hifigan import VocoderOutput, check_mel_input
 
 # Multiplicative non-negative least-squares updates refining the clamped pseudo-inverse. They converge
@@ -47,13 +47,8 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
     Computation is in float32 whatever the input dtype; the waveform is returned in the input's dtype.
 
     Parameters:
-        sampling_rate (`int`): Sample rate in Hz.
-        n_fft (`int`): FFT size of the mel front end.
-        hop_length (`int`): Hop between frames in samples; each mel frame gives `hop_length` samples.
-        win_length (`int`, *optional*): Hann window length, defaults to `n_fft`.
-        n_mels (`int`): Number of mel bands of the input.
-        mel_fmin (`float`): Lowest band edge in Hz.
-        mel_fmax (`float`, *optional*): Highest band edge in Hz, defaults to Nyquist.
+        sampling_rate, n_fft, hop_length, win_length, n_mels, mel_fmin, mel_fmax: The mel front end to invert,
+            as in [`MelSettings`] (same defaults); each mel frame gives `hop_length` samples.
         n_iter (`int`): Griffin-Lim iterations.
         momentum (`float`): Fast Griffin-Lim momentum in [0, 1); 0 is the classic algorithm, 0.99 the
             value recommended by the paper.
@@ -67,13 +62,13 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(
         self,
-        sampling_rate: int = 22050,
-        n_fft: int = 1024,
-        hop_length: int = 256,
-        win_length: int | None = None,
-        n_mels: int = 80,
-        mel_fmin: float = 0.0,
-        mel_fmax: float | None = 8000.0,
+        sampling_rate: int = MelSettings.sampling_rate,
+        n_fft: int = MelSettings.n_fft,
+        hop_length: int = MelSettings.hop_length,
+        win_length: int | None = MelSettings.win_length,
+        n_mels: int = MelSettings.n_mels,
+        mel_fmin: float = MelSettings.mel_fmin,
+        mel_fmax: float | None = MelSettings.mel_fmax,
         n_iter: int = 32,
         momentum: float = 0.99,
         power: float = 1.0,
@@ -122,6 +117,11 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
             if device is not None:
                 model.to(device)
         return model.eval()
+
+    @property
+    def mel_settings(self) -> MelSettings:
+        """The settings of the log-mel front end this vocoder inverts."""
+        return self.mel_spectrogram.settings
 
     @property
     def hop_length(self) -> int:

@@ -24,6 +24,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from ..audio.mel import MelSettings
+
 
 @dataclass
 class VocoderOutput(BaseOutput):
@@ -286,13 +288,38 @@ def _is_speecht5_hifigan(vocoder: nn.Module) -> bool:
     return isinstance(vocoder, SpeechT5HifiGan)
 
 
-def vocoder_mel_settings(vocoder: nn.Module) -> tuple[int, int, int]:
-    """`(sampling_rate, n_mels, hop_length)` of a vocoder: this package's (`HifiGanVocoder`, `GriffinLimVocoder`)
-    or transformers' `SpeechT5HifiGan` (the stock HiFi-GAN V1 generator, `model_in_dim` mels)."""
+def vocoder_mel_settings(vocoder: nn.Module) -> dict:
+    """The mel settings a vocoder states, by [`MelSettings`] name: all seven for `GriffinLimVocoder`, which owns
+    a front end; `sampling_rate`, `n_mels` and `hop_length` for a HiFi-GAN (this package's `HifiGanVocoder`, or
+    transformers' `SpeechT5HifiGan`, the stock V1 generator with `model_in_dim` mels), which cannot know the rest.
+    """
     if _is_speecht5_hifigan(vocoder):
         config = vocoder.config
-        return config.sampling_rate, config.model_in_dim, math.prod(config.upsample_rates)
-    return vocoder.config.sampling_rate, vocoder.config.n_mels, vocoder.hop_length
+        return {
+            "sampling_rate": config.sampling_rate,
+            "n_mels": config.model_in_dim,
+            "hop_length": math.prod(config.upsample_rates),
+        }
+    settings = getattr(vocoder, "mel_settings", None)
+    if settings is not None:
+        return settings.as_dict()
+    return {
+        "sampling_rate": vocoder.config.sampling_rate,
+        "n_mels": vocoder.config.n_mels,
+        "hop_length": vocoder.hop_length,
+    }
+
+
+def check_vocoder_mel_settings(vocoder: nn.Module, settings: MelSettings, source: str = "the VAE") -> None:
+    """Raise a `ValueError` naming every setting in which `vocoder` (see `vocoder_mel_settings`) disagrees with
+    the mel front end it must invert, `settings` (of `source`)."""
+    problems = settings.mismatches(vocoder_mel_settings(vocoder))
+    if problems:
+        raise ValueError(
+            f"The vocoder ({type(vocoder).__name__}) does not fit the mels of {source}: "
+            + ", ".join(problems)
+            + ". Use a vocoder trained on the same mel front end."
+        )
 
 
 def vocode(vocoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:

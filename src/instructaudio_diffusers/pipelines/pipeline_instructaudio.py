@@ -14,7 +14,7 @@ from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..models import AutoencoderKLMel, InstructAudioTransformerModel, vocode, vocoder_mel_settings
+from ..models import AutoencoderKLMel, InstructAudioTransformerModel, check_vocoder_mel_settings, vocode
 from ..models.transformer_instructaudio import InstructAudioTextCondition
 from ..processing import InstructAudioProcessor
 from ..processing.vocab import INSTRUMENTAL_TEXT
@@ -167,14 +167,7 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         if scheduler is not None:
             input_checks.check_scheduler(scheduler)
         if vae is not None and vocoder is not None:
-            sampling_rate, n_mels, hop_length = vocoder_mel_settings(vocoder)
-            if n_mels != vae.config.n_mels or sampling_rate != vae.config.sampling_rate:
-                raise ValueError(
-                    f"vocoder expects {n_mels} mels at {sampling_rate} Hz but the VAE produces "
-                    f"{vae.config.n_mels} mels at {vae.config.sampling_rate} Hz."
-                )
-            if hop_length != vae.config.hop_length:
-                raise ValueError(f"vocoder hop {hop_length} != VAE mel hop {vae.config.hop_length}.")
+            check_vocoder_mel_settings(vocoder, vae.mel_settings)
         if (
             vae is not None
             and transformer is not None

@@ -79,16 +79,11 @@ def build_aligner(vae_path: str, processor):
     from instructaudio_diffusers.processing.vocab import SILENT_TOKENS
 
     vae = AutoencoderKLMel.from_config(AutoencoderKLMel.load_config(vae_path))
-    config = vae.config
+    mel_settings = vae.mel_settings.as_dict()
     return PhonemeAlignerModel(
         vocab_size=max(512, len(processor)),
-        num_mel_bins=config.n_mels,
-        sampling_rate=config.sampling_rate,
-        n_fft=config.n_fft,
-        hop_length=config.hop_length,
-        win_length=config.win_length,
-        mel_fmin=config.mel_fmin,
-        mel_fmax=config.mel_fmax,
+        num_mel_bins=mel_settings.pop("n_mels"),
+        **mel_settings,
         time_downsample_factor=vae.time_downsample_factor,
         silent_token_ids=sorted(
             processor.vocab[token] for token in SILENT_TOKENS if token in processor.vocab

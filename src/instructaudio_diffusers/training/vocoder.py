@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import torch
 
+from instructaudio_diffusers.audio import MelSettings
 
-def load_vocoder(vocoder_path: str | os.PathLike | None, mel_config: dict[str, Any], device: torch.device):
-    """A vocoder for validation audio: the model at `vocoder_path`, or Griffin-Lim from the mel config.
+
+def load_vocoder(vocoder_path: str | os.PathLike | None, mel_settings: MelSettings, device: torch.device):
+    """A vocoder for validation audio: the model at `vocoder_path`, or Griffin-Lim from the mel settings.
 
     The class is read from the folder's `config.json`: transformers' `SpeechT5HifiGan` (what
     `instructaudio-convert-hifigan` writes by default), `HifiGanVocoder` or `GriffinLimVocoder`.
     """
     from instructaudio_diffusers import GriffinLimVocoder, HifiGanVocoder
-    from instructaudio_diffusers.models import vocoder_mel_settings
+    from instructaudio_diffusers.models import check_vocoder_mel_settings
 
     if vocoder_path is None:
-        keys = ("sampling_rate", "n_fft", "hop_length", "win_length", "n_mels", "mel_fmin", "mel_fmax")
-        return GriffinLimVocoder(**{key: mel_config[key] for key in keys}).to(device).eval()
+        return GriffinLimVocoder(**mel_settings.as_dict()).to(device).eval()
     config_path = os.path.join(vocoder_path, "config.json")
     if not os.path.isfile(config_path):
         raise FileNotFoundError(
@@ -41,10 +41,5 @@ def load_vocoder(vocoder_path: str | os.PathLike | None, mel_config: dict[str, A
             f"{vocoder_path} holds a {class_name!r}; expected SpeechT5HifiGan, HifiGanVocoder or GriffinLimVocoder."
         )
     vocoder = vocoder_class.from_pretrained(vocoder_path).to(device).eval()
-    settings = dict(zip(("sampling_rate", "n_mels", "hop_length"), vocoder_mel_settings(vocoder)))
-    for key, value in settings.items():
-        if value != mel_config[key]:
-            raise ValueError(
-                f"vocoder {key}={value} does not match the VAE's mel front end ({mel_config[key]})."
-            )
+    check_vocoder_mel_settings(vocoder, mel_settings, source=f"the VAE (--vocoder {vocoder_path})")
     return vocoder

@@ -457,11 +457,14 @@ def main(args: argparse.Namespace) -> TrainingSummary:
     run = setup_run(args)
     accelerator, progress = run.accelerator, run.progress
     first_epoch, skip_batches = progress.resume_position(len(run.train_dataloader))
-    config = accelerator.unwrap_model(run.model).vae.config
+    vae = accelerator.unwrap_model(run.model).vae
+    config = vae.config
     if accelerator.is_main_process:
         accelerator.init_trackers(args.tracker_project_name or "train_mel_vae", config=tracker_config(args))
     vocoder = (
-        load_vocoder(args.vocoder, dict(config), accelerator.device) if accelerator.is_main_process else None
+        load_vocoder(args.vocoder, vae.mel_settings, accelerator.device)
+        if accelerator.is_main_process
+        else None
     )
     # Evenly spaced over the dataset, so speech and music are both heard when the rows are grouped.
     indices = np.unique(np.linspace(0, len(run.rows) - 1, args.num_validation_clips).round().astype(int))

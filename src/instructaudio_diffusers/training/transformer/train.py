@@ -103,7 +103,7 @@ def load_components(args: argparse.Namespace) -> dict[str, Any]:
             logger.warning("Fine-tuning a saved pipeline: %s ignored (the pipeline's own are used).", ignored)
         if args.vocoder:  # e.g. a trained HiFi-GAN instead of the pipeline's Griffin-Lim, for validation
             components["vocoder"] = load_vocoder(
-                args.vocoder, dict(components["vae"].config), torch.device("cpu")
+                args.vocoder, components["vae"].mel_settings, torch.device("cpu")
             )
         return components
     vae = AutoencoderKLMel.from_pretrained(args.vae)
@@ -116,7 +116,7 @@ def load_components(args: argparse.Namespace) -> dict[str, Any]:
         "text_encoder": text_encoder,
         "processor": processor,
         "vae": vae,
-        "vocoder": load_vocoder(args.vocoder, dict(vae.config), torch.device("cpu")),
+        "vocoder": load_vocoder(args.vocoder, vae.mel_settings, torch.device("cpu")),
         "scheduler": FlowMatchEulerDiscreteScheduler(shift=1.0),  # sigmas are always passed explicitly
     }
     config = dict(InstructAudioTransformerModel.load_config(args.transformer_config))
