@@ -133,3 +133,22 @@ def test_an_export_that_fails_part_way_leaves_the_previous_export(tmp_path, expo
         export_main([*argv, "--output_dir", str(output)])
     assert (output / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes() == first
     assert InstructAudioPipeline.from_pretrained(output).transformer is not None
+
+
+def test_an_ema_checkpoint_loads_without_warnings_about_the_ema_settings(tmp_path):
+    from diffusers.utils import logging as diffusers_logging
+    from diffusers.utils.testing_utils import CaptureLogger
+
+    from instructaudio_diffusers.training.export import load_transformer
+
+    transformer = get_dummy_components()["transformer"]
+    EMAModel(
+        transformer.parameters(), model_cls=InstructAudioTransformerModel, model_config=transformer.config
+    ).save_pretrained(tmp_path)
+    logger = diffusers_logging.get_logger("diffusers.configuration_utils")
+    diffusers_logging.set_verbosity_warning()
+    with CaptureLogger(logger) as captured:
+        loaded = load_transformer(str(tmp_path))
+    assert "not expected" not in captured.out and "decay" not in loaded.config
+    reference = transformer.state_dict()
+    assert all(torch.equal(reference[name], tensor) for name, tensor in loaded.state_dict().items())

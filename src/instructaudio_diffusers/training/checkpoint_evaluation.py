@@ -26,7 +26,7 @@ import os
 import time
 from pathlib import Path
 
-from .checkpointing import list_checkpoints
+from .checkpointing import checkpoint_step, list_checkpoints
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,9 +74,8 @@ def transformer_folders(paths: list[str], every: int) -> list[tuple[str, Path]]:
         if (path / "config.json").is_file():
             found.append((str(path), path))
             continue
-        checkpoints = list_checkpoints(path) or (
-            [(int(path.name.rsplit("-", 1)[-1]), path)] if path.name.startswith("checkpoint-") else []
-        )
+        step = checkpoint_step(path)
+        checkpoints = list_checkpoints(path) or ([(step, path)] if step is not None else [])
         if not checkpoints:
             raise SystemExit(
                 f"{path} is neither a transformer folder, a checkpoint-N folder nor a training run."
@@ -161,9 +160,11 @@ def evaluate(pipe, cases: list[dict], args: argparse.Namespace, measurer, calibr
 def main(args: argparse.Namespace) -> list[dict]:
     import torch
 
-    from instructaudio_diffusers import InstructAudioPipeline, InstructAudioTransformerModel
+    from instructaudio_diffusers import InstructAudioPipeline
     from instructaudio_diffusers.evaluation.classifiers import Calibration
     from instructaudio_diffusers.evaluation.measure import Measurer
+
+    from .export import load_transformer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -187,7 +188,7 @@ def main(args: argparse.Namespace) -> list[dict]:
         if label in done:
             continue
         started = time.time()
-        transformer = InstructAudioTransformerModel.from_pretrained(folder).eval()
+        transformer = load_transformer(folder)
         pipe = InstructAudioPipeline(**{**base.components, "transformer": transformer})
         pipe.set_progress_bar_config(disable=True)
         summary, rows = evaluate(pipe, cases, args, measurer, calibration)

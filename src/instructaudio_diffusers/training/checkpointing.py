@@ -71,17 +71,19 @@ class CheckpointError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------- finding
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The step of a complete checkpoint folder's name (`checkpoint-<step>`), `None` for any other name."""
+    match = _CHECKPOINT_PATTERN.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
 def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     """Complete checkpoints in `output_dir` as `(step, path)`, oldest first."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
-    found = []
-    for entry in output_dir.iterdir():
-        match = _CHECKPOINT_PATTERN.match(entry.name)
-        if match and entry.is_dir():
-            found.append((int(match.group(1)), entry))
-    return sorted(found)
+    steps = ((checkpoint_step(entry), entry) for entry in output_dir.iterdir() if entry.is_dir())
+    return sorted((step, entry) for step, entry in steps if step is not None)
 
 
 def resolve_checkpoint(output_dir: str | os.PathLike, resume_from_checkpoint: str | None) -> Path | None:
@@ -317,11 +319,11 @@ def check_checkpoint_files(checkpoint: Path) -> None:
 
 def _readable_before(checkpoint: Path) -> Path | None:
     """The newest checkpoint older than `checkpoint` (in its folder) whose files all read."""
-    match = _CHECKPOINT_PATTERN.match(checkpoint.name)
-    if match is None:
+    newest = checkpoint_step(checkpoint)
+    if newest is None:
         return None
     for step, candidate in reversed(list_checkpoints(checkpoint.parent)):
-        if step >= int(match.group(1)):
+        if step >= newest:
             continue
         try:
             check_checkpoint_files(candidate)

@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 
 import torch
+from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
+from safetensors.torch import load_file
 
 from instructaudio_diffusers import (
     AutoencoderKLMel,
@@ -103,15 +105,14 @@ def load_transformer(path: str) -> InstructAudioTransformerModel:
     """The transformer at `path`, its config reduced to the model's own arguments.
 
     A checkpoint's `transformer_ema/` config also holds `EMAModel`'s state (decay, optimization_step, ...);
-    shipped, those keys would make every `from_pretrained` warn that they are unexpected.
+    shipped, those keys would make every `from_pretrained` warn that they are unexpected, so the config is
+    reduced before the model is built and the weights are read from the folder's safetensors file.
     """
-    model = InstructAudioTransformerModel.from_pretrained(path)
     arguments = inspect.signature(InstructAudioTransformerModel.__init__).parameters
-    clean = InstructAudioTransformerModel.from_config(
-        {k: v for k, v in model.config.items() if k in arguments}
-    )
-    clean.load_state_dict(model.state_dict())
-    return clean.eval()
+    config = InstructAudioTransformerModel.load_config(path)
+    model = InstructAudioTransformerModel.from_config({k: v for k, v in config.items() if k in arguments})
+    model.load_state_dict(load_file(Path(path) / SAFETENSORS_WEIGHTS_NAME))  # strict: every tensor, no other
+    return model.eval()
 
 
 def rounding_change(pipe: InstructAudioPipeline, dtype: torch.dtype, steps: int) -> dict[str, float]:
