@@ -67,3 +67,38 @@ def test_cases_are_filtered_and_oracle_durations_must_cover_them(tmp_path):
         evaluate_checkpoints.load_cases(args)
     with pytest.raises(SystemExit):
         evaluate_checkpoints.parse_args([*common, "--durations", "oracle"])
+
+
+def test_only_results_with_the_same_settings_count_as_done(tmp_path):
+    settings = {"steps": 16, "guidance": 2.0, "sway_sampling_coef": -1.0}
+    rows = [
+        {
+            "checkpoint": "a",
+            "settings": {"steps": 16, "guidance": 2.0},
+        },  # before sway was recorded: the default
+        {"checkpoint": "b", "settings": {**settings, "sway_sampling_coef": 0.0}},
+        {"checkpoint": "c", "settings": {**settings, "steps": 32}},
+        {"checkpoint": "d", "settings": settings},
+    ]
+    out = tmp_path / "curve.jsonl"
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert evaluate_checkpoints.finished_checkpoints(out, settings) == {"a", "d"}
+    assert evaluate_checkpoints.finished_checkpoints(out, {**settings, "sway_sampling_coef": 0.0}) == {"b"}
+    assert evaluate_checkpoints.finished_checkpoints(tmp_path / "missing.jsonl", settings) == set()
+    assert (
+        evaluate_checkpoints.parse_args(
+            [
+                "--pipeline",
+                "p",
+                "--checkpoints",
+                "c",
+                "--cases",
+                "x",
+                "--out",
+                "o",
+                "--sway_sampling_coef",
+                "0",
+            ]
+        ).sway_sampling_coef
+        == 0.0
+    )

@@ -57,6 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument(
+        "--sway_sampling_coef",
+        type=float,
+        default=-1.0,
+        help="Sway sampling of the noise levels, as the pipeline's argument (default -1, the pipeline's; 0: uniform).",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
@@ -130,6 +136,7 @@ def evaluate(pipe, cases: list[dict], args: argparse.Namespace, measurer, calibr
             text=case["text"],
             num_inference_steps=args.steps,
             guidance_scale=args.guidance,
+            sway_sampling_coef=args.sway_sampling_coef,
             generator=torch.Generator().manual_seed(args.seed + index),
             **extra,
         )
@@ -157,6 +164,18 @@ def evaluate(pipe, cases: list[dict], args: argparse.Namespace, measurer, calibr
     return summary, rows
 
 
+def finished_checkpoints(out: Path, settings: dict) -> set[str]:
+    """Labels of the checkpoints `out` already holds a result for, evaluated with exactly `settings`."""
+    done = set()
+    if out.exists():
+        for line in out.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            # Rows written before sway sampling was a setting used the pipeline's default.
+            if {"sway_sampling_coef": -1.0, **row.get("settings", {})} == settings:
+                done.add(row["checkpoint"])
+    return done
+
+
 def main(args: argparse.Namespace) -> list[dict]:
     import torch
 
@@ -170,16 +189,12 @@ def main(args: argparse.Namespace) -> list[dict]:
         torch.set_num_threads(args.threads)
     cases = load_cases(args)
     settings = {
-        k: getattr(args, k) for k in ("task", "language", "limit", "durations", "steps", "guidance", "seed")
+        k: getattr(args, k)
+        for k in ("task", "language", "limit", "durations", "steps", "guidance", "sway_sampling_coef", "seed")
     }
     settings["cases_file"] = os.path.basename(args.cases)
     out = Path(args.out)
-    done = set()
-    if out.exists():
-        for line in out.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            if row.get("settings") == settings:
-                done.add(row["checkpoint"])
+    done = finished_checkpoints(out, settings)
     calibration = Calibration.load(args.calibration) if args.calibration else None
     measurer = Measurer(asr=True)
     base = InstructAudioPipeline.from_pretrained(args.pipeline)
