@@ -5,7 +5,9 @@ What is measured: one `forward` of the demo configuration (or `--config`) on a c
 the pipeline runs it at every step: batch 2, the conditional sample with `--instruction-len` instruction tokens and
 `--phonemes-per-second` phonemes per second of audio, the unconditional one with instruction and phonemes dropped
 (all-False masks, as the pipeline builds it), so the text stream carries padding and the boolean key-padding mask is
-exercised; the text stream is precomputed (`encode_text_condition`), once per length. Audio lengths are converted
+exercised; the text stream (`encode_text_condition`, with the phonemes spread evenly over the frames for models that
+place them by durations) and the joint condition (`prepare_joint_condition`) are built once per length, as the
+pipeline builds them once per generation. Audio lengths are converted
 to latent frames at 43 per second. Timing: interleaved rounds over all lengths, median; peak memory: tensor bytes
 above weights and inputs (`common.py`), with the SDPA kernel(s) that ran.
 
@@ -46,13 +48,15 @@ from common import (
     write_json,
 )
 from instructaudio_diffusers import InstructAudioTransformerModel
+from instructaudio_diffusers.pipelines.pipeline_instructaudio import fit_durations
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo" / "transformer" / "config.json"
 LATENT_FRAMES_PER_SECOND = 43
 
 
 def cfg_inputs(model, config: dict, seconds: float, args, device, dtype, generator) -> dict:
-    """Latents, timestep, audio mask and the precomputed text stream of a CFG batch for `seconds` of audio."""
+    """Latents, timestep, and the precomputed text stream and joint condition of a CFG batch for `seconds` of
+    audio."""
     frames = round(seconds * LATENT_FRAMES_PER_SECOND)
     phonemes = round(seconds * args.phonemes_per_second)
     instruction_len = args.instruction_len
@@ -64,11 +68,17 @@ def cfg_inputs(model, config: dict, seconds: float, args, device, dtype, generat
             torch.randint(1, config["phoneme_vocab_size"], (2, phonemes), generator=generator).to(device),
             conditional[:, None].expand(2, phonemes),
         )
+        if model.phoneme_alignment == "durations":
+            phoneme_mask = conditional[:, None].expand(2, phonemes)
+            durations = fit_durations(torch.ones(2, phonemes), phoneme_mask, torch.full((2,), frames))
+            text_condition = text_condition.with_durations(durations.to(device))
+        audio_mask = torch.ones(2, frames, dtype=torch.bool, device=device)
+        joint_condition = model.prepare_joint_condition(text_condition, audio_mask)
     return {
         "hidden_states": torch.randn(2, config["in_channels"], frames, generator=generator).to(device, dtype),
         "timestep": torch.full((2,), 500.0, device=device),
         "text_condition": text_condition,
-        "audio_attention_mask": torch.ones(2, frames, dtype=torch.bool, device=device),
+        "joint_condition": joint_condition,
     }
 
 

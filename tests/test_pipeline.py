@@ -265,6 +265,38 @@ def test_text_condition_and_duration_run_the_offload_hook():
     assert hook.calls == 1
     transformer.predict_duration(text_condition=condition)
     assert hook.calls == 2
+    transformer.prepare_joint_condition(condition, torch.ones(1, 9, dtype=torch.bool))
+    assert hook.calls == 3
+
+
+def test_rotary_tables_and_placed_phonemes_are_built_once_per_generation(monkeypatch):
+    # They depend on the text and the audio mask only; rebuilding them at every step costs time for nothing.
+    from instructaudio_diffusers.models import transformer_instructaudio
+    from instructaudio_diffusers.models.text_condition import InstructAudioTextCondition
+
+    calls = {"rotary": 0, "placement": 0}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(
+        transformer_instructaudio,
+        "rotary_embedding",
+        counted("rotary", transformer_instructaudio.rotary_embedding),
+    )
+    monkeypatch.setattr(
+        InstructAudioTextCondition,
+        "phoneme_states_by_durations",
+        counted("placement", InstructAudioTextCondition.phoneme_states_by_durations),
+    )
+    pipe = InstructAudioPipeline(**get_dummy_components(phoneme_alignment="durations"))
+    pipe.set_progress_bar_config(disable=True)
+    pipe(**{**get_dummy_inputs(), "num_inference_steps": 4})
+    assert calls == {"rotary": 1, "placement": 1}
 
 
 def test_sway_sigmas():

@@ -312,6 +312,59 @@ def test_precomputed_text_condition_matches():
         )
 
 
+@pytest.mark.parametrize("mode", list(MODES))
+def test_precomputed_joint_condition_matches(mode):
+    # What the pipeline does: masks, rotary table and placed phonemes built once, then read at every step.
+    model = make_model(**MODES[mode])
+    inputs = make_inputs(batch_size=2, durations=mode == "durations")
+    inputs["audio_attention_mask"][1, 9:] = False
+    inputs["phoneme_attention_mask"][1, 5:] = False
+    text_keys = ["encoder_hidden_states", "encoder_attention_mask", "phoneme_ids", "phoneme_attention_mask"]
+    with torch.no_grad():
+        text_condition = model.encode_text_condition(*(inputs[key] for key in text_keys))
+        if "phoneme_durations" in inputs:
+            text_condition = text_condition.with_durations(inputs["phoneme_durations"])
+        joint_condition = model.prepare_joint_condition(text_condition, inputs["audio_attention_mask"])
+        assert (joint_condition.frame_phoneme_states is None) == (mode == "plain")
+        for timestep in (inputs["timestep"], inputs["timestep"] / 3):  # reused at another step
+            cached = model(
+                hidden_states=inputs["hidden_states"],
+                timestep=timestep,
+                text_condition=text_condition,
+                joint_condition=joint_condition,
+            ).sample
+            uncached = model(**{**inputs, "timestep": timestep}).sample
+            torch.testing.assert_close(cached, uncached, rtol=0, atol=0)
+
+
+def test_joint_condition_refuses_what_it_already_holds():
+    model = make_model()
+    inputs = make_inputs()
+    text_keys = ["encoder_hidden_states", "encoder_attention_mask", "phoneme_ids", "phoneme_attention_mask"]
+    with torch.no_grad():
+        text_condition = model.encode_text_condition(*(inputs[key] for key in text_keys))
+        joint_condition = model.prepare_joint_condition(text_condition, inputs["audio_attention_mask"])
+        step = dict(hidden_states=inputs["hidden_states"], timestep=inputs["timestep"])
+        with pytest.raises(ValueError, match="audio_attention_mask"):
+            model(
+                **step,
+                text_condition=text_condition,
+                joint_condition=joint_condition,
+                audio_attention_mask=inputs["audio_attention_mask"],
+            )
+        with pytest.raises(ValueError, match="build it from this `text_condition`"):
+            model(
+                hidden_states=inputs["hidden_states"][..., :-1],
+                timestep=inputs["timestep"],
+                text_condition=text_condition,
+                joint_condition=joint_condition,
+            )
+    durations_model = make_model(**MODES["durations"])
+    condition = durations_model.encode_text_condition(*(inputs[key] for key in text_keys))
+    with pytest.raises(ValueError, match="phoneme_durations"):
+        durations_model.prepare_joint_condition(condition, inputs["audio_attention_mask"])
+
+
 def test_aligned_rope_positions_per_sample():
     model = make_model()
     instruction_mask = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)

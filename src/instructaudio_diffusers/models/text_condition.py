@@ -228,6 +228,32 @@ class InstructAudioTextCondition(BaseOutput):
         return torch.bmm(assignment.to(self.hidden_states.dtype), self.hidden_states)
 
 
+@dataclass
+class InstructAudioJointCondition(BaseOutput):
+    r"""
+    What every denoising step of one generation reads besides the latents and the timestep: the padding mask and
+    the rotary table of the joint sequence `[text ; audio]`, and the phoneme encodings placed on the audio frames.
+    They follow from the text condition and the audio mask alone, so
+    [`InstructAudioTransformerModel.prepare_joint_condition`] builds them once per generation instead of `forward`
+    rebuilding them at every step.
+
+    Args:
+        attention_mask (`torch.BoolTensor` of shape `(batch_size, text_len + latent_frames)`): True for valid
+            tokens of the joint sequence.
+        audio_attention_mask (`torch.BoolTensor` of shape `(batch_size, latent_frames)`): True for valid frames.
+        rotary_emb (`torch.Tensor` of shape `(batch_size, text_len + latent_frames, head_dim // 2)`, complex64):
+            the rotary table of the joint sequence (aligned RoPE).
+        frame_phoneme_states (`torch.Tensor` of shape `(batch_size, latent_frames, hidden_size)`, *optional*): the
+            phoneme encodings placed on the frames (uniformly or by durations) and projected, added to the embedded
+            latents; `None` for models that reach the frames through attention only.
+    """
+
+    attention_mask: torch.BoolTensor
+    audio_attention_mask: torch.BoolTensor
+    rotary_emb: torch.Tensor
+    frame_phoneme_states: torch.Tensor | None = None
+
+
 def pack_valid_first(
     attention_mask: torch.BoolTensor, *tensors: torch.Tensor
 ) -> tuple[torch.BoolTensor, list[torch.Tensor]]:

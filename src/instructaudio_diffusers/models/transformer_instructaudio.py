@@ -20,6 +20,7 @@ from .text_condition import (
     TEXT_TOKEN_INSTRUCTION,
     TEXT_TOKEN_PHONEME,
     TEXT_TOKEN_REGISTER,
+    InstructAudioJointCondition,
     InstructAudioTextCondition,
     pack_valid_first,
 )
@@ -427,6 +428,50 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
             )
         return text_condition.stream_to_phonemes(self.token_duration_predictor(text_condition), phoneme_len)
 
+    @apply_forward_hook
+    def prepare_joint_condition(
+        self, text_condition: InstructAudioTextCondition, audio_attention_mask: torch.Tensor
+    ) -> InstructAudioJointCondition:
+        r"""
+        Build the masks, the rotary table and the placed phonemes of the joint sequence, which are the same at every
+        denoising step; compute them once per generation and pass them to `forward` as `joint_condition`, with the
+        same `text_condition`.
+
+        Args:
+            text_condition ([`InstructAudioTextCondition`]): from `encode_text_condition`; with durations
+                (`with_durations`) for models with `phoneme_alignment="durations"`.
+            audio_attention_mask (`torch.Tensor` of shape `(batch_size, latent_frames)`): True (or 1) for valid
+                frames, padding at the end.
+
+        Returns:
+            [`InstructAudioJointCondition`].
+        """
+        if (
+            self.phoneme_alignment == "durations"
+            and text_condition.durations is None
+            and bool(text_condition.is_phoneme.any())
+        ):
+            raise ValueError(
+                "This model places phonemes by their durations (`phoneme_alignment='durations'`): pass "
+                "`phoneme_durations`, or a `text_condition` built with them (`with_durations`)."
+            )
+        audio_mask = audio_attention_mask.bool()
+        text_mask = text_condition.attention_mask
+        placed = None
+        if self.phoneme_alignment == "uniform":
+            placed = text_condition.stretched_phoneme_states(text_mask, audio_mask)
+        elif self.phoneme_alignment == "durations" and text_condition.durations is not None:
+            placed = text_condition.phoneme_states_by_durations(text_mask, audio_mask)
+        dtype = self.text_register_token.dtype
+        return InstructAudioJointCondition(
+            attention_mask=torch.cat([text_mask, audio_mask], dim=1),
+            audio_attention_mask=audio_mask,
+            rotary_emb=rotary_embedding(
+                text_condition.rope_positions(audio_mask), self.head_dim, self.config.rope_theta
+            ),
+            frame_phoneme_states=None if placed is None else self.stretched_phoneme_proj(placed.to(dtype)),
+        )
+
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -438,6 +483,7 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
         audio_attention_mask: torch.Tensor | None = None,
         phoneme_durations: torch.Tensor | None = None,
         text_condition: InstructAudioTextCondition | None = None,
+        joint_condition: InstructAudioJointCondition | None = None,
         return_log_duration: bool = False,
         return_dict: bool = True,
     ) -> InstructAudioTransformerOutput | tuple[torch.Tensor, ...]:
@@ -457,6 +503,10 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
                 each phoneme, required with `phoneme_alignment="durations"` unless `text_condition` has them.
             text_condition ([`InstructAudioTextCondition`], *optional*): The precomputed text stream, to avoid
                 re-encoding at every denoising step.
+            joint_condition ([`InstructAudioJointCondition`], *optional*): The masks, rotary table and placed
+                phonemes from [`~InstructAudioTransformerModel.prepare_joint_condition`] for this `text_condition`,
+                to avoid rebuilding them at every denoising step; it holds the audio mask and the durations, so
+                `audio_attention_mask` and `phoneme_durations` are then not accepted.
             return_log_duration (`bool`, defaults to `False`): Also return the duration predictor's output (the
                 total, or per phoneme for `phoneme_alignment="durations"`), so a distributed training step runs
                 every parameter in one forward.
@@ -479,36 +529,30 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
             text_condition = self.encode_text_condition(
                 encoder_hidden_states, encoder_attention_mask, phoneme_ids, phoneme_attention_mask
             )
-        if phoneme_durations is not None:
-            text_condition = text_condition.with_durations(phoneme_durations)
-        if (
-            self.phoneme_alignment == "durations"
-            and text_condition.durations is None
-            and bool(text_condition.is_phoneme.any())
-        ):
-            raise ValueError(
-                "This model places phonemes by their durations (`phoneme_alignment='durations'`): pass "
-                "`phoneme_durations`, or a `text_condition` built with them (`with_durations`)."
-            )
         if text_condition.hidden_states.shape[0] != batch_size:
             raise ValueError(
                 f"The text condition has batch size {text_condition.hidden_states.shape[0]}, the latents {batch_size}."
             )
         device, dtype = hidden_states.device, hidden_states.dtype
-
-        audio_mask = (
-            torch.ones(batch_size, latent_frames, dtype=torch.bool, device=device)
-            if audio_attention_mask is None
-            else audio_attention_mask.bool()
-        )
-        text_mask = text_condition.attention_mask
-
-        rotary_emb = rotary_embedding(
-            text_condition.rope_positions(audio_mask), self.head_dim, self.config.rope_theta
-        )
-        text_len = text_mask.shape[1]
-        audio_rotary_emb = rotary_emb[:, text_len:]
-        attention_mask = torch.cat([text_mask, audio_mask], dim=1)
+        text_len = text_condition.attention_mask.shape[1]
+        if joint_condition is None:
+            if phoneme_durations is not None:
+                text_condition = text_condition.with_durations(phoneme_durations)
+            if audio_attention_mask is None:
+                audio_attention_mask = torch.ones(batch_size, latent_frames, dtype=torch.bool, device=device)
+            joint_condition = self.prepare_joint_condition(text_condition, audio_attention_mask)
+        elif audio_attention_mask is not None or phoneme_durations is not None:
+            raise ValueError(
+                "`joint_condition` already holds the audio mask and the durations: pass neither "
+                "`audio_attention_mask` nor `phoneme_durations` with it."
+            )
+        elif joint_condition.attention_mask.shape != (batch_size, text_len + latent_frames):
+            raise ValueError(
+                f"`joint_condition` has the joint shape {tuple(joint_condition.attention_mask.shape)}, these inputs "
+                f"{(batch_size, text_len + latent_frames)}: build it from this `text_condition` and audio mask."
+            )
+        audio_mask, attention_mask = joint_condition.audio_attention_mask, joint_condition.attention_mask
+        rotary_emb, audio_rotary_emb = joint_condition.rotary_emb, joint_condition.rotary_emb[:, text_len:]
 
         timestep = torch.as_tensor(timestep, device=device).reshape(-1).expand(batch_size)
         temb = self.time_embedder(self.time_proj(timestep).to(dtype))
@@ -517,12 +561,8 @@ class InstructAudioTransformerModel(ModelMixin, ConfigMixin, AttentionMixin):
 
         encoder_states = text_condition.hidden_states.to(dtype)
         audio_states = self.x_embedder(hidden_states.transpose(1, 2))
-        if self.phoneme_alignment == "uniform":
-            stretched = text_condition.stretched_phoneme_states(text_mask, audio_mask)
-            audio_states = audio_states + self.stretched_phoneme_proj(stretched.to(dtype))
-        elif self.phoneme_alignment == "durations" and text_condition.durations is not None:
-            placed = text_condition.phoneme_states_by_durations(text_mask, audio_mask)
-            audio_states = audio_states + self.stretched_phoneme_proj(placed.to(dtype))
+        if joint_condition.frame_phoneme_states is not None:
+            audio_states = audio_states + joint_condition.frame_phoneme_states.to(dtype)
 
         for block in self.transformer_blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:

@@ -15,7 +15,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..models import AutoencoderKLMel, InstructAudioTransformerModel, check_vocoder_mel_settings, vocode
-from ..models.transformer_instructaudio import InstructAudioTextCondition
+from ..models.transformer_instructaudio import InstructAudioJointCondition, InstructAudioTextCondition
 from ..processing import InstructAudioProcessor
 from ..processing.vocab import INSTRUMENTAL_TEXT
 from ..torch_utils import lengths_to_mask
@@ -595,12 +595,13 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
 
-        # 8. Denoising loop
+        # 8. Denoising loop; the masks, rotary table and placed phonemes are the same at every step
+        joint_condition = self.transformer.prepare_joint_condition(text_condition, audio_mask)
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
                 if self.interrupt:
                     continue
-                latents = self._denoise_step(latents, t, text_condition, audio_mask)
+                latents = self._denoise_step(latents, t, text_condition, joint_condition)
                 if callback_on_step_end is not None:
                     available = {"latents": latents}
                     tensors = {name: available[name] for name in callback_on_step_end_tensor_inputs}
@@ -668,7 +669,7 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         latents: torch.Tensor,
         t: torch.Tensor,
         text_condition: InstructAudioTextCondition,
-        audio_mask: torch.Tensor,
+        joint_condition: InstructAudioJointCondition,
     ) -> torch.Tensor:
         """One Euler step of latents `(B, C, T)` at timestep `t` (`sigma * 1000`), with batched guidance."""
         model_input = torch.cat([latents, latents]) if self.do_classifier_free_guidance else latents
@@ -678,7 +679,7 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
             hidden_states=model_input,
             timestep=timestep,
             text_condition=text_condition,
-            audio_attention_mask=audio_mask,
+            joint_condition=joint_condition,
             return_dict=False,
         )[0]
         if self.do_classifier_free_guidance:
