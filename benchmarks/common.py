@@ -3,7 +3,10 @@ memory, the machine's dense matmul rate, a one-line description of the machine, 
 
 Timing: candidates run round-robin (one call of each per round, the order rotated every round), so a burst of load
 from other processes lands on all of them alike; the first `warmup` rounds are discarded and the median of the
-rest is reported, with the 1-minute load average read before and after.
+rest is reported, with the 1-minute load average read before and after. The clock is the elapsed time, or with
+`--clock cpu` (one thread) the CPU time of the calling thread: where other jobs keep every core busy, elapsed time
+measures the scheduler's share more than the code, while the thread's CPU time leaves out the time given to others
+(not what sharing caches and memory bandwidth costs, which stays in).
 
 Peak memory is the high-water mark of tensor bytes allocated during one call, above what was allocated before it
 (weights, inputs and anything else already alive do not count):
@@ -31,11 +34,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 MIB = 2**20
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, repeats: int = 7, warmup: int = 2) -> None:
-    """Add `--device`, `--dtype`, `--threads`, `--repeats`, `--warmup`, `--seed` and `--output`."""
+    """Add `--device`, `--dtype`, `--threads`, `--repeats`, `--warmup`, `--seed` and `--output`.
+
+    `--clock` is added by the benchmarks that pass `args.clock` on to the timing helpers."""
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument(
         "--dtype", default="fp32", choices=sorted(DTYPES), help="weights and inputs (default: fp32)"
@@ -53,11 +59,24 @@ def add_common_arguments(parser: argparse.ArgumentParser, repeats: int = 7, warm
     parser.add_argument("--output", default=None, help="write the results as JSON to this path")
 
 
+def add_clock_argument(parser: argparse.ArgumentParser) -> None:
+    """Add `--clock wall|cpu` (see the module docstring)."""
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=sorted(CLOCKS),
+        help="wall: elapsed time (default). cpu: the calling thread's CPU time, on CPU with --threads 1 only; for a "
+        "machine whose cores other jobs keep busy, where elapsed time measures the scheduler's share",
+    )
+
+
 def setup(args: argparse.Namespace) -> tuple[torch.device, torch.dtype]:
     """Apply `--threads` and `--seed`; check that the device exists. Returns `(device, dtype)`."""
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: CUDA is not available on this machine.")
+    if getattr(args, "clock", "wall") == "cpu" and (device.type != "cpu" or args.threads != 1):
+        raise SystemExit("--clock cpu times the calling thread: use it on CPU with --threads 1.")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -70,10 +89,14 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_interleaved(
-    candidates: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int
+    candidates: dict[str, Callable[[], object]],
+    device: torch.device,
+    repeats: int,
+    warmup: int,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
     """
-    Seconds per call of each candidate, `repeats` samples each.
+    Seconds per call of each candidate, `repeats` samples each, read from `clock` (a `CLOCKS` value).
 
     Rounds run every candidate once, starting from a different one each round; the first `warmup` rounds (first
     calls: allocator growth, oneDNN kernel selection, CUDA autotuning) are discarded.
@@ -84,11 +107,11 @@ def time_interleaved(
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
             synchronize(device)
-            start = time.perf_counter()
+            start = clock()
             candidates[name]()
             synchronize(device)
             if round_index >= warmup:
-                samples[name].append(time.perf_counter() - start)
+                samples[name].append(clock() - start)
     return samples
 
 
@@ -147,14 +170,20 @@ def profile_call(fn: Callable[[], object], device: torch.device) -> tuple[int, l
     return peak, kernels
 
 
-def matmul_rate(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 5) -> dict[str, float]:
+def matmul_rate(
+    device: torch.device,
+    dtype: torch.dtype,
+    size: int,
+    repeats: int = 5,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
     """
     Dense matmul rate of this machine: `torch.mm` of two `size x size` matrices (`2 * size**3` FLOPs), median of
     `repeats` calls after one warm-up call. Returns GFLOP/s (median and best).
     """
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    seconds = time_interleaved({"mm": lambda: torch.mm(a, b)}, device, repeats, warmup=1)["mm"]
+    seconds = time_interleaved({"mm": lambda: torch.mm(a, b)}, device, repeats, warmup=1, clock=clock)["mm"]
     flops = 2 * size**3
     return {
         "size": size,
