@@ -7,6 +7,8 @@ from .vocoder_hifigan import (
     HifiGanVocoder,
     VocoderOutput,
     check_vocoder_mel_settings,
+    receptive_field_frames,
     vocode,
+    vocode_chunks,
     vocoder_mel_settings,
 )
