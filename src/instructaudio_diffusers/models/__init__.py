@@ -7,6 +7,7 @@ from .vocoder_hifigan import (
     HifiGanVocoder,
     VocoderOutput,
     check_vocoder_mel_settings,
+    chunk_windows,
     receptive_field_frames,
     vocode,
     vocode_chunks,

@@ -383,14 +383,26 @@ def _vocode_whole(vocoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
     return vocoder(mel, return_dict=False)[0]
 
 
+def chunk_windows(
+    frames: int, chunk_frames: int, context: tuple[int, int]
+) -> Iterator[tuple[int, int, int, int]]:
+    """`(start, end, context_start, context_end)` of each chunk of `frames` mel frames, in order: the chunk's own
+    frames `start..end` and the frames to vocode for them, with `context = (before, after)` frames on either side
+    (fewer at the clip's edges, where the whole clip has its own padding)."""
+    before, after = context
+    for start in range(0, frames, chunk_frames):
+        end = min(start + chunk_frames, frames)
+        yield start, end, max(start - before, 0), min(end + after, frames)
+
+
 def vocode_chunks(vocoder: nn.Module, mel: torch.Tensor, chunk_frames: int) -> Iterator[torch.Tensor]:
     """Vocode `(batch, n_mels, frames)` log-mel `chunk_frames` frames at a time, yielding `(batch, samples)` waveform
     chunks in order; their concatenation is `vocode(vocoder, mel)`, up to floating-point rounding.
 
-    Each chunk is run with `receptive_field_frames(vocoder)` frames of context on both sides (fewer at the clip's
-    edges, where the whole clip has its own padding), and the context's samples are dropped. So the work and the
-    memory grow linearly with the length, and the first chunk is ready after a fraction of the whole time.
-    A vocoder without a receptive field (Griffin-Lim) yields the whole clip as one chunk.
+    Each chunk is run with `receptive_field_frames(vocoder)` frames of context on both sides (see `chunk_windows`),
+    and the context's samples are dropped. So the work and the memory grow linearly with the length, and the first
+    chunk is ready after a fraction of the whole time. A vocoder without a receptive field (Griffin-Lim) yields the
+    whole clip as one chunk.
 
     Raises:
         ValueError: `chunk_frames` is not a positive integer.
@@ -400,16 +412,12 @@ def vocode_chunks(vocoder: nn.Module, mel: torch.Tensor, chunk_frames: int) -> I
             f"chunk_frames must be a positive integer (mel frames per chunk), got {chunk_frames!r}."
         )
     context = receptive_field_frames(vocoder)
-    frames = mel.shape[-1]
-    if context is None or frames <= chunk_frames:
+    if context is None or mel.shape[-1] <= chunk_frames:
         yield _vocode_whole(vocoder, mel)
         return
-    before, after = context
     hop_length = vocoder_mel_settings(vocoder)["hop_length"]
-    for start in range(0, frames, chunk_frames):
-        end = min(start + chunk_frames, frames)
-        context_start = max(start - before, 0)
-        waveform = _vocode_whole(vocoder, mel[..., context_start : min(end + after, frames)])
+    for start, end, context_start, context_end in chunk_windows(mel.shape[-1], chunk_frames, context):
+        waveform = _vocode_whole(vocoder, mel[..., context_start:context_end])
         yield waveform[..., (start - context_start) * hop_length : (end - context_start) * hop_length]
 
 
