@@ -79,6 +79,7 @@ def test_device_dtype_and_threads_reach_the_run(model_dir, tmp_path, monkeypatch
     "extra, message",
     [
         (["--text", "[S9] hi"], "S9"),
+        (["--text", "[S9] hi", "--stream"], "S9"),
         (["--seconds", "100"], "--seconds must be from 0.004 to 2.05 for this model"),
         (["--seconds", "0.001"], "--seconds must be from 0.004"),
         (["--device", "no-such-device"], "--device no-such-device cannot be used here"),
@@ -144,6 +145,22 @@ def test_output_folder_that_cannot_be_written_is_refused_before_loading(model_di
         target = folder / "out.wav"
     result = _refused_before_loading(generate_args(model_dir, target))
     assert result.returncode == 2 and "cannot write to the output folder" in result.stderr
+
+
+def test_stream_writes_the_same_clip_chunk_by_chunk(model_dir, tmp_path, capsys, monkeypatch):
+    whole, streamed = tmp_path / "whole.wav", tmp_path / "streamed.wav"
+    assert main(generate_args(model_dir, whole, "--seconds", "0.2")) == 0
+    # 0.2 s is 100 mel frames of 16 samples: twelve chunks of 8 frames and one of 4.
+    monkeypatch.setattr(InstructAudioPipeline, "vocoder_chunk_frames", 8)
+    written, write = [], sf.SoundFile.write
+    monkeypatch.setattr(
+        sf.SoundFile, "write", lambda wav, data: written.append(len(data)) or write(wav, data)
+    )
+    assert main(generate_args(model_dir, streamed, "--seconds", "0.2", "--stream")) == 0
+    assert "first chunk after" in capsys.readouterr().out
+    assert written == [128] * 12 + [64]
+    # Equal to the whole clip's samples within the rounding to 16 bits.
+    assert abs(sf.read(whole)[0] - sf.read(streamed)[0]).max() <= 1 / 32768
 
 
 def test_overwrite_replaces_an_existing_file(model_dir, tmp_path):

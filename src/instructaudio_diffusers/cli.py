@@ -11,6 +11,7 @@ mistake costs a fraction of a second rather than a model load and a whole genera
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import sys
@@ -105,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU threads for torch (default: torch's choice, one per core); on a busy or shared machine 1 "
         "is often fastest",
     )
+    generate.add_argument(
+        "--stream",
+        action="store_true",
+        help="write the WAV chunk by chunk as the vocoder produces it, so the file grows while it runs (a run that "
+        "fails or is interrupted removes it). Default: write it whole at the end, replacing --output atomically",
+    )
     return parser
 
 
@@ -194,25 +201,57 @@ def generate(args: argparse.Namespace) -> int:
             return _fail(
                 f"--seconds must be from {shortest:.3f} to {longest:.2f} for this model, got {args.seconds:g}."
             )
+    arguments = dict(
+        instruction=args.instruction,
+        text=args.text,
+        audio_length_in_s=args.seconds,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
     start = time.perf_counter()
+    if args.stream:
+        return _stream_to_file(pipe, arguments, args.output, start)
     try:
-        audio = pipe(
-            instruction=args.instruction,
-            text=args.text,
-            audio_length_in_s=args.seconds,
-            num_inference_steps=args.steps,
-            guidance_scale=args.guidance,
-            generator=torch.Generator().manual_seed(args.seed),
-        ).audios[0]
+        audio = pipe(**arguments).audios[0]
     except (TypeError, ValueError) as err:  # bad instruction/text: the message already says what is wrong
         return _fail(str(err))
     elapsed = time.perf_counter() - start
     _write_atomically(args.output, audio, pipe.sampling_rate)
-    seconds = len(audio) / pipe.sampling_rate
-    print(
-        f"wrote {args.output}: {seconds:.2f} s of audio in {elapsed:.1f} s (real-time factor {elapsed / seconds:.2f})"
-    )
+    _report(args.output, len(audio) / pipe.sampling_rate, elapsed)
     return 0
+
+
+def _stream_to_file(pipe, arguments: dict, path: str, start: float) -> int:
+    """Write `pipe.stream`'s chunks to `path` as 16-bit PCM WAV (as `write_wav` does) while they arrive."""
+    import numpy as np
+    import soundfile as sf
+
+    chunks = pipe.stream(**arguments)
+    try:
+        first = next(chunks)  # the pipeline checks its arguments here, before the file is touched
+    except (TypeError, ValueError) as err:
+        return _fail(str(err))
+    first_chunk_after = time.perf_counter() - start
+    samples = 0
+    try:
+        with sf.SoundFile(path, "w", samplerate=pipe.sampling_rate, channels=1, subtype="PCM_16") as wav:
+            for chunk in itertools.chain([first], chunks):
+                wav.write(np.clip(chunk, -1.0, 1.0))
+                samples += len(chunk)
+    except BaseException:
+        if os.path.exists(path):
+            os.unlink(path)  # a clip cut short must not pass for the whole one
+        raise
+    _report(path, samples / pipe.sampling_rate, time.perf_counter() - start, first_chunk_after)
+    return 0
+
+
+def _report(path: str, seconds: float, elapsed: float, first_chunk_after: float | None = None) -> None:
+    first = "" if first_chunk_after is None else f"; first chunk after {first_chunk_after:.1f} s"
+    print(
+        f"wrote {path}: {seconds:.2f} s of audio in {elapsed:.1f} s (real-time factor {elapsed / seconds:.2f}{first})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

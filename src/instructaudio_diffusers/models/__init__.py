@@ -7,6 +7,9 @@ from .vocoder_hifigan import (
     HifiGanVocoder,
     VocoderOutput,
     check_vocoder_mel_settings,
+    chunk_windows,
+    receptive_field_frames,
     vocode,
+    vocode_chunks,
     vocoder_mel_settings,
 )

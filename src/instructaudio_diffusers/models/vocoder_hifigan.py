@@ -14,6 +14,7 @@ says, so ``save_pretrained``/``from_pretrained`` round-trip bit-exactly in both 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -322,9 +323,111 @@ def check_vocoder_mel_settings(vocoder: nn.Module, settings: MelSettings, source
         )
 
 
-def vocode(vocoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
-    """Run any vocoder `vocoder_mel_settings` accepts: `(batch, n_mels, frames)` log-mel -> `(batch, samples)`."""
+def _input_span(conv: nn.Module, first: int, last: int) -> tuple[int, int]:
+    """Input positions (padding included) that outputs `first..last` of a 1-D (transposed) convolution read."""
+    (kernel,), (stride,), (padding,), (dilation,) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    reach = dilation * (kernel - 1)
+    # A transposed convolution writes input i to outputs i * stride - padding + j * dilation, 0 <= j < kernel.
+    if isinstance(conv, nn.ConvTranspose1d):
+        return -((reach - first - padding) // stride), (last + padding) // stride
+    return first * stride - padding, last * stride - padding + reach
+
+
+def _residual_block_span(block: nn.Module, first: int, last: int) -> tuple[int, int]:
+    """Input span of a HiFi-GAN residual block: units run in order, each `x + convs(x)`."""
+    units = list(zip(block.convs1, block.convs2)) if hasattr(block, "convs1") else [(c,) for c in block.convs]
+    for unit in reversed(units):
+        low, high = first, last
+        for conv in reversed(unit):
+            low, high = _input_span(conv, low, high)
+        first, last = min(first, low), max(last, high)
+    return first, last
+
+
+def receptive_field_frames(vocoder: nn.Module) -> tuple[int, int] | None:
+    """Mel frames before and after its own frame that the output samples of a HiFi-GAN generator depend on.
+
+    Computed from the generator's layers (`HifiGanVocoder` or transformers' `SpeechT5HifiGan`): the samples of one
+    frame are traced back through the output convolution, each stage's residual blocks and upsampler, and the input
+    convolution, and at every stage the positions they read must lie inside the frames given. So vocoding a
+    stretch of frames with this much context on both sides gives the same samples as the whole clip: inside it,
+    no layer ever reads the zero padding at the stretch's edges. (Each end of a span follows only the same end of
+    the span it comes from, so tracing the frame's first and last samples together is exact.) `None` for vocoders
+    without a finite receptive field (Griffin-Lim's iterations spread every frame over the whole clip).
+    """
+    upsamplers = getattr(vocoder, "upsamplers", None) or getattr(vocoder, "upsampler", None)
+    if upsamplers is None or not hasattr(vocoder, "conv_pre"):
+        return None
+    rates = [upsampler.stride[0] for upsampler in upsamplers]
+    per_stage = len(vocoder.resblocks) // len(upsamplers)
+    rate = math.prod(rates)  # positions per mel frame at the current layer
+    first, last = _input_span(vocoder.conv_post, 0, rate - 1)  # the samples of frame 0
+    before = after = 0
+    for stage in reversed(range(len(upsamplers))):
+        before, after = max(before, -(first // rate)), max(after, last // rate)
+        blocks = vocoder.resblocks[stage * per_stage : (stage + 1) * per_stage]
+        spans = [_residual_block_span(block, first, last) for block in blocks]
+        first, last = min(low for low, _ in spans), max(high for _, high in spans)
+        before, after = max(before, -(first // rate)), max(after, last // rate)
+        first, last = _input_span(upsamplers[stage], first, last)
+        rate //= rates[stage]
+    before, after = max(before, -first), max(after, last)
+    first, last = _input_span(vocoder.conv_pre, first, last)
+    return max(before, -first), max(after, last)
+
+
+def _vocode_whole(vocoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
     mel = mel.to(vocoder.dtype)
     if _is_speecht5_hifigan(vocoder):
         return vocoder(mel.transpose(1, 2))  # SpeechT5HifiGan reads (batch, frames, n_mels)
     return vocoder(mel, return_dict=False)[0]
+
+
+def chunk_windows(
+    frames: int, chunk_frames: int, context: tuple[int, int]
+) -> Iterator[tuple[int, int, int, int]]:
+    """`(start, end, context_start, context_end)` of each chunk of `frames` mel frames, in order: the chunk's own
+    frames `start..end` and the frames to vocode for them, with `context = (before, after)` frames on either side
+    (fewer at the clip's edges, where the whole clip has its own padding)."""
+    before, after = context
+    for start in range(0, frames, chunk_frames):
+        end = min(start + chunk_frames, frames)
+        yield start, end, max(start - before, 0), min(end + after, frames)
+
+
+def vocode_chunks(vocoder: nn.Module, mel: torch.Tensor, chunk_frames: int) -> Iterator[torch.Tensor]:
+    """Vocode `(batch, n_mels, frames)` log-mel `chunk_frames` frames at a time, yielding `(batch, samples)` waveform
+    chunks in order; their concatenation is `vocode(vocoder, mel)`, up to floating-point rounding.
+
+    Each chunk is run with `receptive_field_frames(vocoder)` frames of context on both sides (see `chunk_windows`),
+    and the context's samples are dropped. So the work and the memory grow linearly with the length, and the first
+    chunk is ready after a fraction of the whole time. A vocoder without a receptive field (Griffin-Lim) yields the
+    whole clip as one chunk.
+
+    Raises:
+        ValueError: `chunk_frames` is not a positive integer.
+    """
+    if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
+        raise ValueError(
+            f"chunk_frames must be a positive integer (mel frames per chunk), got {chunk_frames!r}."
+        )
+    context = receptive_field_frames(vocoder)
+    if context is None or mel.shape[-1] <= chunk_frames:
+        yield _vocode_whole(vocoder, mel)
+        return
+    hop_length = vocoder_mel_settings(vocoder)["hop_length"]
+    for start, end, context_start, context_end in chunk_windows(mel.shape[-1], chunk_frames, context):
+        waveform = _vocode_whole(vocoder, mel[..., context_start:context_end])
+        yield waveform[..., (start - context_start) * hop_length : (end - context_start) * hop_length]
+
+
+def vocode(vocoder: nn.Module, mel: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
+    """Run any vocoder `vocoder_mel_settings` accepts: `(batch, n_mels, frames)` log-mel -> `(batch, samples)`.
+
+    Args:
+        chunk_frames (`int`, *optional*): Vocode this many mel frames at a time (see `vocode_chunks`), for time and
+            memory linear in the length; by default the whole clip in one call.
+    """
+    if chunk_frames is None:
+        return _vocode_whole(vocoder, mel)
+    return torch.cat(list(vocode_chunks(vocoder, mel, chunk_frames)), dim=-1)

