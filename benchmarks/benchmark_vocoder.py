@@ -63,7 +63,13 @@ from common import (
     write_json,
 )
 from instructaudio_diffusers.audio import MelSpectrogram, load_audio
-from instructaudio_diffusers.models import chunk_windows, receptive_field_frames, vocode, vocoder_mel_settings
+from instructaudio_diffusers.models import (
+    chunk_windows,
+    frames_vocoded,
+    receptive_field_frames,
+    vocode,
+    vocoder_mel_settings,
+)
 from instructaudio_diffusers.pipelines.pipeline_instructaudio import VOCODER_CHUNK_FRAMES
 
 HELD_OUT = Path(__file__).resolve().parents[1] / "data" / "demo_corpus" / "held_out"
@@ -99,13 +105,6 @@ def flops_per_frame(vocoder: nn.Module, frames: int = 8) -> float:
     with FlopCounterMode(display=False) as counter:
         vocode(vocoder, mel)
     return counter.get_total_flops() / frames
-
-
-def frames_run(frames: int, chunk_frames: int | None, context: tuple[int, int]) -> int:
-    """Mel frames a call vocodes for a clip of `frames`: the clip itself, or every chunk with its context."""
-    if chunk_frames is None or frames <= chunk_frames:
-        return frames
-    return sum(stop - begin for _, _, begin, stop in chunk_windows(frames, chunk_frames, context))
 
 
 def random_mel(vocoder: nn.Module, seconds: float, seed: int) -> torch.Tensor:
@@ -300,7 +299,6 @@ def main(argv: list[str] | None = None) -> dict:
     clock = CLOCKS[args.clock]
     vocoder = load_vocoder(args.vocoder)
     settings = vocoder_mel_settings(vocoder)
-    context = receptive_field_frames(vocoder)
     per_frame = flops_per_frame(vocoder)
     load_before = load_average()
     matmul_before = matmul_rate(device, dtype, args.matmul_size, clock=clock)
@@ -321,7 +319,7 @@ def main(argv: list[str] | None = None) -> dict:
             difference = (candidates["whole"]() - candidates["chunked"]()).abs().max().item()
             flops = {
                 "whole": per_frame * mel.shape[-1],
-                "chunked": per_frame * frames_run(mel.shape[-1], args.chunk_frames, context),
+                "chunked": per_frame * frames_vocoded(vocoder, mel.shape[-1], args.chunk_frames),
             }
             chunking.append(
                 {
