@@ -11,7 +11,7 @@ words per second, as in `benchmark_pipeline.py`), with the trained demo pipeline
 - `step`: one denoising step as the loop runs it: the transformer on the guidance batch of 2 (the unconditional
   sample's text padded to the conditional one's), reading the joint condition built once per generation
   (`prepare_joint_condition`). The guidance mix and the Euler update are elementwise and left out.
-- `vae decode`: latents -> log-mel. `vocoder`: log-mel -> waveform.
+- `vae decode`: latents -> log-mel. `vocoder`: log-mel -> waveform, in the pipeline's chunks (`vocoder_chunk_frames`).
 
 FLOPs are counted analytically from the configurations (the `*_flops` functions below: every matmul and
 convolution, transposed ones included, and attention's `QK^T` and `AV` over the padded shapes the kernels see;
@@ -61,6 +61,7 @@ from common import (
     write_json,
 )
 from instructaudio_diffusers import InstructAudioPipeline
+from instructaudio_diffusers.models import frames_vocoded
 from instructaudio_diffusers.models.text_condition import InstructAudioTextCondition
 
 DEMO_PIPELINE = Path(__file__).resolve().parents[1] / "checkpoints" / "instructaudio-demo"
@@ -227,7 +228,10 @@ def build_stages(pipe: InstructAudioPipeline, seconds: float, device: torch.devi
             "text stream": text_stream_flops(config, instruction_len, phoneme_len),
             "step": denoising_step_flops(config, frames, text_len, joint_condition_built=True),
             "vae decode": vae_decoder_flops(vae.config, frames),
-            "vocoder": hifigan_flops(pipe.vocoder.config, mel_frames),
+            # In the pipeline's chunks, each with its context: more frames than the clip's own.
+            "vocoder": hifigan_flops(
+                pipe.vocoder.config, frames_vocoded(pipe.vocoder, mel_frames, pipe.vocoder_chunk_frames)
+            ),
         },
         "step_rebuilding": step_rebuilding,
         "step_rebuilding_flops": denoising_step_flops(config, frames, text_len, joint_condition_built=False),

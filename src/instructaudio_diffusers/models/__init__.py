@@ -8,6 +8,7 @@ from .vocoder_hifigan import (
     VocoderOutput,
     check_vocoder_mel_settings,
     chunk_windows,
+    frames_vocoded,
     receptive_field_frames,
     vocode,
     vocode_chunks,

@@ -395,6 +395,15 @@ def chunk_windows(
         yield start, end, max(start - before, 0), min(end + after, frames)
 
 
+def frames_vocoded(vocoder: nn.Module, frames: int, chunk_frames: int | None) -> int:
+    """Mel frames the network runs on when `vocode(vocoder, mel, chunk_frames)` vocodes `frames`: the clip itself, or
+    every chunk with its context (what the chunks' overlap costs, e.g. in a FLOP count)."""
+    context = receptive_field_frames(vocoder)
+    if chunk_frames is None or context is None or frames <= chunk_frames:
+        return frames
+    return sum(stop - begin for _, _, begin, stop in chunk_windows(frames, chunk_frames, context))
+
+
 def vocode_chunks(vocoder: nn.Module, mel: torch.Tensor, chunk_frames: int) -> Iterator[torch.Tensor]:
     """Vocode `(batch, n_mels, frames)` log-mel `chunk_frames` frames at a time, yielding `(batch, samples)` waveform
     chunks in order; their concatenation is `vocode(vocoder, mel)`, up to floating-point rounding.
