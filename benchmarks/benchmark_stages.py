@@ -42,7 +42,6 @@ from pathlib import Path
 
 import torch
 from diffusers.utils import logging as diffusers_logging
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from benchmark_pipeline import INSTRUCTION, text_for
 from benchmark_transformer import instructaudio_forward_flops
@@ -50,6 +49,7 @@ from common import (
     CLOCKS,
     add_clock_argument,
     add_common_arguments,
+    counted_flops,
     format_table,
     load_average,
     machine_description,
@@ -107,14 +107,16 @@ def text_stream_flops(config: dict, instruction_len: int, phoneme_len: int) -> i
 
 def denoising_step_flops(config: dict, latent_frames: int, text_len: int, joint_condition_built: bool) -> int:
     """One guided step (batch 2) over `text_len` text tokens; without a prebuilt joint condition, the step also
-    places the phonemes on the frames (a one-hot `frames x text_len` product) and projects them."""
-    flops = instructaudio_forward_flops(config, 2, latent_frames, text_len - 1, 0, text_encoder=False)[
-        "total"
-    ]
-    if not joint_condition_built and config["phoneme_alignment"] != "none":
-        d = config["hidden_size"]
-        flops += 2 * _mm(latent_frames, text_len, d) + 2 * _mm(latent_frames, d, d)
-    return flops
+    places the phonemes on the frames."""
+    return instructaudio_forward_flops(
+        config,
+        2,
+        latent_frames,
+        text_len - 1,
+        0,
+        text_encoder=False,
+        joint_condition_built=joint_condition_built,
+    )["total"]
 
 
 def vae_decoder_flops(config, latent_frames: int) -> int:
@@ -154,19 +156,6 @@ def hifigan_flops(config, mel_frames: int) -> int:
         for block_kernel, dilations in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes):
             flops += convs_per_dilation * len(dilations) * _conv(length, channels, channels, block_kernel)
     return flops + _conv(length, channels, 1, 7)
-
-
-def _cpu_flash_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-def counted_flops(fn) -> int:
-    """FLOPs that `FlopCounterMode` sees in `fn()`. Its registry has the CUDA SDPA kernels but not the CPU flash
-    one, which both our attention and the instruction encoder's run on CPU: it is added with the same formula."""
-    cpu_flash = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops}
-    with FlopCounterMode(display=False, custom_mapping=cpu_flash) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def build_stages(pipe: InstructAudioPipeline, seconds: float, device: torch.device, seed: int) -> dict:

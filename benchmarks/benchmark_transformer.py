@@ -34,12 +34,11 @@ from pathlib import Path
 import torch
 from diffusers import SD3Transformer2DModel
 from diffusers.utils import logging as diffusers_logging
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
 from common import (
     MIB,
     add_common_arguments,
+    counted_flops,
     format_table,
     load_average,
     machine_description,
@@ -97,11 +96,14 @@ def instructaudio_forward_flops(
     instruction_len: int,
     phoneme_len: int,
     text_encoder: bool,
+    joint_condition_built: bool = False,
 ) -> dict[str, int]:
     """
     FLOPs of one `InstructAudioTransformerModel.forward` (matmuls, convolutions, attention; elementwise work, norms
-    and RoPE excluded), by part. `text_encoder=False` leaves out the text stream (precomputed). The text stream is
-    `1 + instruction_len + phoneme_len` tokens (no padding).
+    and RoPE excluded), by part. `text_encoder=False` leaves out the text stream (precomputed), and
+    `joint_condition_built=True` the placement of the phonemes on the frames (a one-hot `frames x text` product and
+    a projection, for `phoneme_alignment` other than "none"), which the pipeline builds once per generation. The
+    text stream is `1 + instruction_len + phoneme_len` tokens (no padding).
     """
     b, t, c = batch_size, latent_frames, config["in_channels"]
     d, k = config["hidden_size"], config["ff_kernel_size"]
@@ -120,7 +122,11 @@ def instructaudio_forward_flops(
             + _mm(b * phoneme_len, p, d)
             + _mm(b * instruction_len, config["instruction_dim"], d)
         )
+        if config.get("pooled_instruction_conditioning"):
+            parts["text encoder"] += _mm(b, config["instruction_dim"], d) + _mm(b, d, d)
     parts["embeddings"] = _mm(b, config["timestep_embedding_dim"], d) + _mm(b, d, d) + _mm(b * t, c, d)
+    if not joint_condition_built and config.get("phoneme_alignment", "none") != "none":
+        parts["embeddings"] += _mm(b * t, s, d) + _mm(b * t, d, d)
 
     def ffn(tokens: int) -> int:
         return _mm(b * tokens, d * k, ff) + _mm(b * tokens, ff * k, d)
@@ -162,13 +168,6 @@ def sd3_forward_flops(config: dict, batch_size: int, image_tokens: int, text_tok
     return parts
 
 
-def counted_flops(fn) -> int:
-    """FLOPs that `torch.utils.flop_counter` sees in `fn()`, with the math SDPA backend so attention is counted."""
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
-
-
 def latent_grid(tokens: int) -> tuple[int, int]:
     """`(H, W)` with `H * W == tokens` and H the largest divisor not above sqrt(tokens)."""
     height = max(h for h in range(1, int(tokens**0.5) + 1) if tokens % h == 0)
@@ -208,6 +207,9 @@ def build_candidates(args, width: int, heads: int, device, dtype) -> tuple[dict,
         "phoneme_attention_mask": torch.ones(b, l2, **ones),
         "audio_attention_mask": torch.ones(b, t, **ones),
     }
+    # For `phoneme_alignment="durations"` (the demo's), each phoneme's frames: as even as `t` allows, summing to it.
+    durations = torch.full((b, l2), t // l2, device=device)
+    durations[:, : t % l2] += 1
     candidates, flops, models = {}, {}, {}
     for name, overrides in VARIANTS.items():
         if overrides is None:
@@ -224,18 +226,20 @@ def build_candidates(args, width: int, heads: int, device, dtype) -> tuple[dict,
             models[key].to(device, dtype)
         model = models[key]
         step = "step" in name
+        placed = {"phoneme_durations": durations} if config["phoneme_alignment"] == "durations" else {}
         if step:
             with torch.no_grad():
                 condition = model.encode_text_condition(
                     *(
                         ours_inputs[k]
                         for k in ("encoder_hidden_states", "encoder_attention_mask", "phoneme_ids")
-                    )
+                    ),
+                    **placed,
                 )
             inputs = {k: ours_inputs[k] for k in ("hidden_states", "timestep", "audio_attention_mask")}
             inputs["text_condition"] = condition
         else:
-            inputs = ours_inputs
+            inputs = {**ours_inputs, **placed}
         candidates[name] = (model, inputs, not step)
         flops[name] = instructaudio_forward_flops(config, b, t, l1, l2, text_encoder=not step)
 

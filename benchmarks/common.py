@@ -32,6 +32,7 @@ from collections.abc import Callable
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
@@ -168,6 +169,30 @@ def profile_call(fn: Callable[[], object], device: torch.device) -> tuple[int, l
         name for name in names if "attention" in name and name != "aten::scaled_dot_product_attention"
     )
     return peak, kernels
+
+
+def _cpu_flash_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _cpu_flash_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+# `FlopCounterMode`'s registry has the CUDA SDPA kernels but not the CPU flash one, which our attention (it picks
+# its SDPA backends itself, so an outer `sdpa_kernel(MATH)` cannot force the counted math path), SD3's and the
+# instruction encoder's run on CPU: added here with the registry's own formulas.
+_CPU_FLASH = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_flops,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_backward_flops,
+}
+
+
+def counted_flops(fn: Callable[[], object]) -> int:
+    """FLOPs that `torch.utils.flop_counter` sees in `fn()`, CPU flash attention (forward and backward) included."""
+    with FlopCounterMode(display=False, custom_mapping=_CPU_FLASH) as counter:
+        fn()
+    return counter.get_total_flops()
 
 
 def matmul_rate(
