@@ -10,9 +10,16 @@ For each audio length (default 5, 10 and 30 s of English speech with a matching 
 each number of steps (default 16 and 32), one generation is timed end to end and per stage:
 instruction encoding, G2P (warm: the processor's caches are filled by a first call, as in a server),
 denoising loop, VAE decode and vocoder. RTF = wall time / audio seconds; below 1 is faster than real
-time. Every row is the median of `--repeats` interleaved rounds.
+time. Every row is the median of `--repeats` interleaved rounds. With two or more lengths, the RTF at each
+length is also given against the shortest one's (linear in length = 1).
+
+`--stream` also times `pipe.stream(...)` with the same arguments in the same rounds: the time to the first
+waveform chunk (the denoising loop and the VAE, then the vocoder's first `vocoder_chunk_frames` frames) and to
+the last, against the full `pipe(...)` call's wall time.
 
     python benchmarks/benchmark_pipeline.py --vocoder runs/vocoder --threads 2 --output pipeline.json
+    python benchmarks/benchmark_pipeline.py --model checkpoints/instructaudio-demo --threads 2 \
+        --seconds 10 60 --steps 8 16 32 --stream --output pipeline.json
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import functools
 import statistics
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 
@@ -35,6 +43,7 @@ WORDS = (
     "the quick brown fox jumps over the lazy dog while seven children read their favourite books "
     "in the quiet library near the old town square before dinner"
 ).split()
+DEMO_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "demo"
 STAGES = ("instruction", "g2p", "denoising", "vae_decode", "vocoder")
 
 
@@ -100,6 +109,16 @@ def instrument(pipe: InstructAudioPipeline, device: torch.device) -> dict[str, f
     return totals
 
 
+def time_stream(pipe: InstructAudioPipeline, request: dict) -> dict[str, float]:
+    """Seconds from calling `pipe.stream(**request)` to its first waveform chunk and to its last."""
+    start = time.perf_counter()
+    first = None
+    with torch.inference_mode():
+        for _ in pipe.stream(**request):
+            first = time.perf_counter() - start if first is None else first
+    return {"stream_first": first, "stream_last": time.perf_counter() - start}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -109,11 +128,14 @@ def main(argv: list[str] | None = None) -> dict:
         "--model", default=None, help="a trained pipeline (default: demo-size random weights)"
     )
     parser.add_argument("--vocoder", default=None, help="HifiGanVocoder folder (default: random V1 weights)")
-    parser.add_argument("--transformer_config", default="configs/demo/transformer/config.json")
-    parser.add_argument("--vae_config", default="configs/demo/vae/config.json")
+    parser.add_argument("--transformer_config", default=str(DEMO_CONFIGS / "transformer" / "config.json"))
+    parser.add_argument("--vae_config", default=str(DEMO_CONFIGS / "vae" / "config.json"))
     parser.add_argument("--seconds", type=float, nargs="+", default=[5.0, 10.0, 30.0])
     parser.add_argument("--steps", type=int, nargs="+", default=[16, 32])
     parser.add_argument("--guidance_scale", type=float, default=2.0)
+    parser.add_argument(
+        "--stream", action="store_true", help="also time pipe.stream(): first chunk and last, against pipe()"
+    )
     args = parser.parse_args(argv)
     device, dtype = setup(args)
 
@@ -125,33 +147,49 @@ def main(argv: list[str] | None = None) -> dict:
     samples: dict[tuple[float, int], list[dict[str, float]]] = defaultdict(list)
     for round_index in range(args.warmup + args.repeats):
         for seconds, steps in cases[round_index % len(cases) :] + cases[: round_index % len(cases)]:
+            request = {
+                "instruction": INSTRUCTION,
+                "text": text_for(seconds),
+                "audio_length_in_s": seconds,
+                "num_inference_steps": steps,
+                "guidance_scale": args.guidance_scale,
+                "generator": torch.Generator().manual_seed(args.seed),
+            }
             totals.clear()
             start = time.perf_counter()
             with torch.inference_mode():
-                audio = pipe(
-                    instruction=INSTRUCTION,
-                    text=text_for(seconds),
-                    audio_length_in_s=seconds,
-                    num_inference_steps=steps,
-                    guidance_scale=args.guidance_scale,
-                    generator=torch.Generator().manual_seed(args.seed),
-                ).audios[0]
+                audio = pipe(**request).audios[0]
             wall = time.perf_counter() - start
-            if round_index >= args.warmup:
-                samples[(seconds, steps)].append(
-                    {"wall": wall, "audio_seconds": len(audio) / pipe.sampling_rate, **totals}
+            sample = {"wall": wall, "audio_seconds": len(audio) / pipe.sampling_rate, **totals}
+            if args.stream:
+                sample.update(
+                    time_stream(pipe, {**request, "generator": torch.Generator().manual_seed(args.seed)})
                 )
+            if round_index >= args.warmup:
+                samples[(seconds, steps)].append(sample)
 
     rows, results = [], []
     for seconds, steps in cases:
         runs = samples[(seconds, steps)]
-        median = {key: statistics.median(run.get(key, 0.0) for run in runs) for key in ("wall", *STAGES)}
+        keys = ("wall", *STAGES, *(("stream_first", "stream_last") if args.stream else ()))
+        median = {key: statistics.median(run.get(key, 0.0) for run in runs) for key in keys}
         audio_seconds = runs[0]["audio_seconds"]
         rtf = median["wall"] / audio_seconds
-        results.append({"audio_seconds": audio_seconds, "steps": steps, "rtf": rtf, **median})
-        stage_cells = [f"{median[stage]:.2f}" for stage in STAGES]
-        rows.append([f"{audio_seconds:.1f}", steps, f"{median['wall']:.2f}", f"{rtf:.3f}", *stage_cells])
+        result = {"audio_seconds": audio_seconds, "steps": steps, "rtf": rtf, **median}
+        row = [f"{audio_seconds:.1f}", steps, f"{median['wall']:.2f}", f"{rtf:.3f}"]
+        row += [f"{median[stage]:.2f}" for stage in STAGES]
+        if args.stream:
+            # Paired within each round: the stream ran right after the call it is compared with.
+            result["first_audio_fraction"] = statistics.median(
+                run["stream_first"] / run["wall"] for run in runs
+            )
+            row += [f"{median['stream_first']:.2f}", f"{result['first_audio_fraction']:.3f}"]
+            row.append(f"{median['stream_last']:.2f}")
+        results.append(result)
+        rows.append(row)
     header = ["audio s", "steps", "wall s", "RTF", *(f"{stage} s" for stage in STAGES)]
+    if args.stream:
+        header += ["stream: first audio s", "first / wall", "last s"]
     print(machine_description(device, dtype))
     print(f"model: {args.model or 'demo-size random weights'}; guidance {args.guidance_scale} (batched CFG)")
     print(format_table(header, rows))
@@ -162,6 +200,14 @@ def main(argv: list[str] | None = None) -> dict:
         low, high = sorted(args.steps)
         for length, walls in by_length.items():
             print(f"{length:.1f} s: time with {low} steps / {high} steps = {walls[low] / walls[high]:.3f}")
+    shortest = min(by_length)
+    for length in sorted(by_length):
+        if length != shortest:
+            ratios = ", ".join(
+                f"{steps} steps {wall / length / (by_length[shortest][steps] / shortest):.3f}"
+                for steps, wall in sorted(by_length[length].items())
+            )
+            print(f"RTF at {length:.1f} s / RTF at {shortest:.1f} s: {ratios}")
     load_after = load_average()
     print(f"load average before/after: {load_before:.2f} / {load_after:.2f}")
     payload = {
