@@ -8,6 +8,7 @@ import sys
 import torch
 
 from instructaudio_diffusers import write_wav
+from instructaudio_diffusers.pipelines.pipeline_instructaudio import DEFAULT_INFERENCE_STEPS
 from instructaudio_diffusers.pretrained import TINY_RANDOM, ModelNotFoundError, load_pipeline
 
 
@@ -19,7 +20,12 @@ def parse_args(description: str, default_output: str, argv=None) -> argparse.Nam
         help=f"pipeline folder or Hub repo id (default: the shipped demo model); {TINY_RANDOM}: random weights",
     )
     parser.add_argument("--output", default=default_output, help="WAV file to write")
-    parser.add_argument("--steps", type=int, default=32, help="denoising steps")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=DEFAULT_INFERENCE_STEPS,
+        help=f"denoising steps (default {DEFAULT_INFERENCE_STEPS})",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 

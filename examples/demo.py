@@ -1,7 +1,7 @@
 """The main job (`make demo`): one English clip, one Chinese clip, a dialogue and a music clip from the
 shipped demo model, plus one PNG of their mel-spectrograms, all written into `outputs/`.
 
-    python examples/demo.py [--model checkpoints/instructaudio-demo] [--output_dir outputs] [--steps 32]
+    python examples/demo.py [--model checkpoints/instructaudio-demo] [--output_dir outputs] [--steps 16]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 
 from instructaudio_diffusers import write_wav
 from instructaudio_diffusers.audio.plot import mel_figure
+from instructaudio_diffusers.pipelines.pipeline_instructaudio import DEFAULT_INFERENCE_STEPS
 from instructaudio_diffusers.pretrained import ModelNotFoundError, load_pipeline
 
 #: (file name, instruction, text): every task and both languages the demo model was trained on.
@@ -46,7 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="pipeline folder or Hub id (default: the shipped demo)",
     )
     parser.add_argument("--output_dir", default="outputs", help="folder for the WAVs and the PNG")
-    parser.add_argument("--steps", type=int, default=32, help="denoising steps")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=DEFAULT_INFERENCE_STEPS,
+        help=f"denoising steps (default {DEFAULT_INFERENCE_STEPS})",
+    )
     parser.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)

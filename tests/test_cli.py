@@ -184,3 +184,17 @@ def test_missing_model_is_named(tmp_path, capsys):
         ]
     )
     assert rc == 2 and "cannot load" in capsys.readouterr().err
+
+
+def test_defaults_and_bounds_mirror_the_pipeline():
+    # The CLI keeps its own copies so that `--help` and argument errors need no torch; they must not drift.
+    import inspect
+
+    from instructaudio_diffusers import cli
+    from instructaudio_diffusers.pipelines import input_checks
+    from instructaudio_diffusers.pipelines.pipeline_instructaudio import DEFAULT_INFERENCE_STEPS
+
+    call = inspect.signature(InstructAudioPipeline.__call__).parameters
+    assert cli.DEFAULT_STEPS == DEFAULT_INFERENCE_STEPS == call["num_inference_steps"].default
+    assert cli.MAX_STEPS == input_checks.MAX_INFERENCE_STEPS
+    assert cli.MAX_GUIDANCE == input_checks.MAX_GUIDANCE_SCALE

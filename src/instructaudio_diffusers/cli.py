@@ -20,7 +20,8 @@ import time
 
 from .pretrained import ModelNotFoundError, load_pipeline, resolve_model
 
-#: Mirrors the pipeline's bounds (`pipelines/input_checks.py`), which cannot be imported without torch.
+#: Mirror the pipeline's default steps and bounds (`pipelines/`), which cannot be imported without torch.
+DEFAULT_STEPS = 16
 MAX_STEPS = 1000
 MAX_GUIDANCE = 100.0
 #: `torch.Generator.manual_seed` takes seeds below 2**64.
@@ -77,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--steps",
         type=_integer(1, MAX_STEPS),
-        default=32,
-        help=f"denoising steps, 1-{MAX_STEPS} (default 32)",
+        default=DEFAULT_STEPS,
+        help=f"denoising steps, 1-{MAX_STEPS} (default {DEFAULT_STEPS})",
     )
     generate.add_argument(
         "--guidance",

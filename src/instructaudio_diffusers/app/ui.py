@@ -24,6 +24,7 @@ import sys
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from .. import InstructAudioPipeline  # noqa: E402
+from ..pipelines.pipeline_instructaudio import DEFAULT_INFERENCE_STEPS  # noqa: E402
 from ..pretrained import TINY_RANDOM, ModelNotFoundError  # noqa: E402
 from .core import (  # noqa: E402 (after the environment is set for Gradio)
     DEFAULT_MAX_SECONDS,
@@ -222,7 +223,12 @@ def build_demo(
                         elem_id="duration",
                     )
                     num_inference_steps = gr.Slider(
-                        1, MAX_INFERENCE_STEPS, value=32, step=1, label="Steps", elem_id="steps"
+                        1,
+                        MAX_INFERENCE_STEPS,
+                        value=DEFAULT_INFERENCE_STEPS,
+                        step=1,
+                        label="Steps",
+                        elem_id="steps",
                     )
                     guidance_scale = gr.Slider(
                         MIN_GUIDANCE_SCALE,

@@ -81,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="length of contrast sides: the case's (one length per pair, the default) or none, so the model's "
         "duration predictor sets each side's length (speaking rate then shows in the length too)",
     )
-    parser.add_argument("--steps", type=_positive_int, default=32, help="denoising steps (default 32)")
+    parser.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=EvaluationSettings.steps,
+        help=f"denoising steps (default {EvaluationSettings.steps}, the pipeline's)",
+    )
     parser.add_argument(
         "--guidance", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)"
     )

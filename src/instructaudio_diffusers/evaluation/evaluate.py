@@ -44,6 +44,7 @@ import numpy as np
 
 from .. import __version__
 from ..audio.io import load_audio, write_wav
+from ..pipelines.pipeline_instructaudio import DEFAULT_INFERENCE_STEPS
 from ..pretrained import TINY_RANDOM
 from ..pretrained import load_pipeline as load_named_pipeline
 from .analysis import fit_calibration, judge
@@ -89,7 +90,7 @@ class EvaluationSettings:
     calibration: str | None = None
     references: str | None = None
     reference_cache: str | None = None
-    steps: int = 32
+    steps: int = DEFAULT_INFERENCE_STEPS
     guidance: float = 2.0
     seed: int = 0
     limit: int | None = None

@@ -44,6 +44,7 @@ from instructaudio_diffusers.pipelines.model_card import (
     eval_results_from_summary,
     split_card_text,
 )
+from instructaudio_diffusers.pipelines.pipeline_instructaudio import DEFAULT_INFERENCE_STEPS
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 CHECK_PROMPT = dict(
@@ -81,7 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="what the model was trained to generate (sets the card's pipeline_tag)",
     )
     parser.add_argument("--model_id", help="Hub repo id the card's snippets load (default: --output_dir)")
-    parser.add_argument("--steps", type=int, default=32, help="denoising steps of the fp16 check")
+    parser.add_argument(
+        "--steps", type=int, default=DEFAULT_INFERENCE_STEPS, help="denoising steps of the fp16 check"
+    )
     return parser.parse_args(argv)
 
 
