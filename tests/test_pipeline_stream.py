@@ -38,7 +38,7 @@ def test_the_pipeline_vocodes_in_chunks_like_the_whole_clip(pipe, monkeypatch):
 @pytest.mark.parametrize("chunk_frames", [7, None])
 def test_stream_yields_the_waveform_of_a_call_chunk_by_chunk(pipe, chunk_frames):
     expected = pipe(**call_inputs()).audios[0]
-    chunks = list(pipe.stream(chunk_frames=chunk_frames, **call_inputs()))
+    chunks = list(pipe.stream(chunk_frames=chunk_frames, first_chunk_frames=None, **call_inputs()))
     hop_length = pipe.vae.config.hop_length
     frames = len(expected) // hop_length
     size = chunk_frames or VOCODER_CHUNK_FRAMES
@@ -46,6 +46,24 @@ def test_stream_yields_the_waveform_of_a_call_chunk_by_chunk(pipe, chunk_frames)
     assert all(isinstance(c, np.ndarray) and c.ndim == 1 and c.dtype == np.float32 for c in chunks)
     assert [len(c) for c in chunks[:-1]] == [size * hop_length] * (len(chunks) - 1)
     assert np.abs(np.concatenate(chunks) - expected).max() <= TOLERANCE
+
+
+def test_stream_starts_small_and_doubles(pipe):
+    expected = pipe(**call_inputs()).audios[0]
+    chunks = list(pipe.stream(chunk_frames=8, first_chunk_frames=1, **call_inputs()))
+    sizes = [len(c) // pipe.vae.config.hop_length for c in chunks]
+    assert sizes[:4] == [1, 2, 4, 8] and all(size <= 8 for size in sizes)
+    assert np.abs(np.concatenate(chunks) - expected).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("sizes", [{"chunk_frames": 0}, {"first_chunk_frames": -1}])
+def test_bad_chunk_sizes_are_refused_before_generating(pipe, monkeypatch, sizes):
+    def fail(*args, **kwargs):
+        raise AssertionError("the pipeline ran although the chunk size was bad")
+
+    monkeypatch.setattr(InstructAudioPipeline, "__call__", fail)
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        next(pipe.stream(**call_inputs(**sizes)))
 
 
 def test_stream_is_lazy(pipe, monkeypatch):

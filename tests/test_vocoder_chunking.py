@@ -112,6 +112,28 @@ def test_chunked_vocoding_equals_the_whole_clip(config, batch, frames, chunk_fra
     assert max_difference(torch.cat(chunks, dim=-1), whole) <= TOLERANCE
 
 
+@pytest.mark.parametrize("frames", [50, 3, 9])
+def test_chunks_that_start_small_double_up_to_the_chunk_size(frames):
+    model = tiny_vocoder(TINY_V3)
+    mel = random_mel(1, frames)
+    with torch.no_grad():
+        whole = vocode(model, mel)
+        chunks = list(vocode_chunks(model, mel, 16, first_chunk_frames=3))
+    sizes = [chunk.shape[-1] // model.hop_length for chunk in chunks]
+    schedule = [3, 6, 12, 16, 16, 16]  # 3 frames, doubling, then 16 at a time
+    assert sizes[:-1] == schedule[: len(sizes) - 1] and 0 < sizes[-1] <= schedule[len(sizes) - 1]
+    assert sum(sizes) == frames
+    assert max_difference(torch.cat(chunks, dim=-1), whole) <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", ["chunk_frames", "first_chunk_frames"])
+@pytest.mark.parametrize("value", [0, -4, 2.5, True])
+def test_bad_chunk_sizes_are_named(name, value):
+    sizes = {"chunk_frames": 16, "first_chunk_frames": 4, name: value}
+    with pytest.raises(ValueError, match=f"^{name} must be a positive integer"):
+        next(vocode_chunks(tiny_vocoder(), random_mel(1, 40), **sizes))
+
+
 def test_the_stock_speecht5_form_chunks_alike():
     model = to_speecht5_hifigan(tiny_vocoder())
     mel = random_mel(2, 40)

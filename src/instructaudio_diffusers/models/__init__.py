@@ -6,6 +6,7 @@ from .vocoder_griffin_lim import GriffinLimVocoder
 from .vocoder_hifigan import (
     HifiGanVocoder,
     VocoderOutput,
+    check_chunk_frames,
     check_vocoder_mel_settings,
     chunk_windows,
     frames_vocoded,

@@ -384,15 +384,21 @@ def _vocode_whole(vocoder: nn.Module, mel: torch.Tensor) -> torch.Tensor:
 
 
 def chunk_windows(
-    frames: int, chunk_frames: int, context: tuple[int, int]
+    frames: int, chunk_frames: int, context: tuple[int, int], first_chunk_frames: int | None = None
 ) -> Iterator[tuple[int, int, int, int]]:
     """`(start, end, context_start, context_end)` of each chunk of `frames` mel frames, in order: the chunk's own
     frames `start..end` and the frames to vocode for them, with `context = (before, after)` frames on either side
-    (fewer at the clip's edges, where the whole clip has its own padding)."""
+    (fewer at the clip's edges, where the whole clip has its own padding).
+
+    Chunks are `chunk_frames` long; with `first_chunk_frames`, the first is that long and each next one twice the
+    one before, up to `chunk_frames`. A stream then starts early and stays gapless whenever the vocoder runs
+    faster than half real time (each chunk takes less time than the audio already out lasts)."""
     before, after = context
-    for start in range(0, frames, chunk_frames):
-        end = min(start + chunk_frames, frames)
+    size, start = min(first_chunk_frames or chunk_frames, chunk_frames), 0
+    while start < frames:
+        end = min(start + size, frames)
         yield start, end, max(start - before, 0), min(end + after, frames)
+        start, size = end, min(2 * size, chunk_frames)
 
 
 def frames_vocoded(vocoder: nn.Module, frames: int, chunk_frames: int | None) -> int:
@@ -404,9 +410,23 @@ def frames_vocoded(vocoder: nn.Module, frames: int, chunk_frames: int | None) ->
     return sum(stop - begin for _, _, begin, stop in chunk_windows(frames, chunk_frames, context))
 
 
-def vocode_chunks(vocoder: nn.Module, mel: torch.Tensor, chunk_frames: int) -> Iterator[torch.Tensor]:
+def check_chunk_frames(chunk_frames: int, first_chunk_frames: int | None = None) -> None:
+    """Raise a `ValueError` naming the argument unless both are positive integers (`first_chunk_frames` may be
+    `None`)."""
+    for name, value in (("chunk_frames", chunk_frames), ("first_chunk_frames", first_chunk_frames)):
+        if value is None and name == "first_chunk_frames":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer (mel frames per chunk), got {value!r}.")
+
+
+def vocode_chunks(
+    vocoder: nn.Module, mel: torch.Tensor, chunk_frames: int, first_chunk_frames: int | None = None
+) -> Iterator[torch.Tensor]:
     """Vocode `(batch, n_mels, frames)` log-mel `chunk_frames` frames at a time, yielding `(batch, samples)` waveform
-    chunks in order; their concatenation is `vocode(vocoder, mel)`, up to floating-point rounding.
+    chunks in order; their concatenation is `vocode(vocoder, mel)`, up to floating-point rounding. With
+    `first_chunk_frames`, the chunks start that small and double up to `chunk_frames` (see `chunk_windows`), for
+    a stream's first audio sooner.
 
     Each chunk is run with `receptive_field_frames(vocoder)` frames of context on both sides (see `chunk_windows`),
     and the context's samples are dropped. So the work and the memory grow linearly with the length, and the first
@@ -414,18 +434,16 @@ def vocode_chunks(vocoder: nn.Module, mel: torch.Tensor, chunk_frames: int) -> I
     whole clip as one chunk.
 
     Raises:
-        ValueError: `chunk_frames` is not a positive integer.
+        ValueError: `chunk_frames` or `first_chunk_frames` is not a positive integer.
     """
-    if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
-        raise ValueError(
-            f"chunk_frames must be a positive integer (mel frames per chunk), got {chunk_frames!r}."
-        )
+    check_chunk_frames(chunk_frames, first_chunk_frames)
     context = receptive_field_frames(vocoder)
-    if context is None or mel.shape[-1] <= chunk_frames:
+    if context is None or mel.shape[-1] <= min(chunk_frames, first_chunk_frames or chunk_frames):
         yield _vocode_whole(vocoder, mel)
         return
     hop_length = vocoder_mel_settings(vocoder)["hop_length"]
-    for start, end, context_start, context_end in chunk_windows(mel.shape[-1], chunk_frames, context):
+    windows = chunk_windows(mel.shape[-1], chunk_frames, context, first_chunk_frames)
+    for start, end, context_start, context_end in windows:
         waveform = _vocode_whole(vocoder, mel[..., context_start:context_end])
         yield waveform[..., (start - context_start) * hop_length : (end - context_start) * hop_length]
 
