@@ -1,18 +1,23 @@
 """The web demo's logic without a browser: loading, language detection, validation, generation, mel image."""
 
+import io
 import math
+import wave
 
 import numpy as np
 import pytest
+import torch
 
 from instructaudio_diffusers import pretrained
 from instructaudio_diffusers.app import core as app_core
 from instructaudio_diffusers.app.core import (
     EXAMPLES,
     MAX_SEED,
+    GenerationResult,
     describe_languages,
     detect_languages,
     generate,
+    generate_stream,
     length_cap_in_s,
     load_pipeline,
     mel_image,
@@ -20,6 +25,7 @@ from instructaudio_diffusers.app.core import (
     plot_mel,
     to_int16,
     validate_request,
+    wav_bytes,
 )
 from instructaudio_diffusers.pretrained import ModelNotFoundError
 
@@ -284,6 +290,44 @@ def test_automatic_length_is_capped_by_max_seconds(pipe):
 def test_processor_errors_reach_the_caller_as_value_errors(pipe):
     with pytest.raises(ValueError, match="Unbalanced"):
         generate(pipe, request_for(text="Hello {world"), 2.0)
+
+
+def test_generate_stream_yields_the_chunks_before_the_result_and_they_make_the_clip(pipe):
+    request = request_for(audio_length_in_s=1.0)
+    items = list(generate_stream(pipe, request, 2.0))
+    *chunks, result = items
+    assert isinstance(result, GenerationResult) and result.length_source == "requested"
+    assert len(chunks) >= 3 and all(isinstance(chunk, np.ndarray) for chunk in chunks)
+    assert all(chunk.dtype == np.float32 and chunk.ndim == 1 for chunk in chunks)
+    assert len(chunks[0]) < len(chunks[1])  # a short first chunk, for early playback
+    np.testing.assert_array_equal(np.concatenate(chunks), result.audio)
+    whole = pipe(
+        instruction=request.instruction,
+        text=request.text,
+        audio_length_in_s=1.0,
+        num_inference_steps=request.num_inference_steps,
+        guidance_scale=request.guidance_scale,
+        generator=torch.Generator().manual_seed(request.seed),
+    ).audios[0]
+    assert result.audio.shape == (8000,)
+    np.testing.assert_allclose(result.audio, whole, atol=1e-5)
+
+
+def test_generate_stream_refuses_before_running_the_pipeline(pipe, monkeypatch):
+    runs = []
+    monkeypatch.setattr(pipe, "stream", lambda *args, **kwargs: runs.append(kwargs) or iter(()))
+    stream = generate_stream(pipe, request_for(text="Hello {world"), 2.0)
+    with pytest.raises(ValueError, match="Unbalanced"):
+        next(stream)
+    assert runs == []
+
+
+def test_wav_bytes_are_the_int16_samples():
+    audio = np.array([0.0, 0.5, -2.0], dtype=np.float32)
+    with wave.open(io.BytesIO(wav_bytes(audio, 8000)), "rb") as reader:
+        assert (reader.getnchannels(), reader.getsampwidth(), reader.getframerate()) == (1, 2, 8000)
+        samples = np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2")
+    np.testing.assert_array_equal(samples, to_int16(audio))
 
 
 def test_to_int16_clips():

@@ -6,11 +6,13 @@ browser; `app.py` only wires these functions to widgets and turns their `ValueEr
 
 from __future__ import annotations
 
+import io
 import math
 import secrets
 import time
 import warnings
-from collections.abc import Callable
+import wave
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -333,13 +335,17 @@ def length_source(
     return source
 
 
-def generate(
+def generate_stream(
     pipe: InstructAudioPipeline,
     request: GenerationRequest,
     max_length_in_s: float,
     on_step: Callable[[int, int], None] | None = None,
-) -> GenerationResult:
-    """Run one validated request through the pipeline.
+) -> Iterator[np.ndarray | GenerationResult]:
+    """Run one validated request through the pipeline, yielding its audio as the vocoder produces it.
+
+    Yields the waveform's chunks (1-D float32 at `pipe.sampling_rate`, from `pipe.stream`: a short one first, so
+    playback can start early), then the `GenerationResult`, whose `audio` is the chunks concatenated. The text
+    is read before the pipeline runs, so input the processor refuses raises before any chunk.
 
     Args:
         pipe: The loaded pipeline.
@@ -358,7 +364,8 @@ def generate(
             on_step(step + 1, pipeline.num_timesteps)
         return tensors
 
-    audio = pipe(
+    chunks = []
+    for chunk in pipe.stream(
         instruction=request.instruction,
         text=request.text,
         audio_length_in_s=request.audio_length_in_s,
@@ -367,9 +374,12 @@ def generate(
         guidance_scale=request.guidance_scale,
         generator=torch.Generator().manual_seed(request.seed),
         callback_on_step_end=callback,
-    ).audios[0]
-    return GenerationResult(
-        audio=np.asarray(audio, dtype=np.float32),
+    ):
+        chunks.append(np.asarray(chunk, dtype=np.float32))
+        yield chunks[-1]
+    audio = np.concatenate(chunks)
+    yield GenerationResult(
+        audio=audio,
         sampling_rate=pipe.sampling_rate,
         phonemes=phonemes,
         languages=detect_languages(request.text, pipe.processor),
@@ -380,9 +390,37 @@ def generate(
     )
 
 
+def generate(
+    pipe: InstructAudioPipeline,
+    request: GenerationRequest,
+    max_length_in_s: float,
+    on_step: Callable[[int, int], None] | None = None,
+) -> GenerationResult:
+    """Run one validated request through the pipeline: `generate_stream`'s result, without the chunks.
+
+    Raises:
+        ValueError: the processor's or the pipeline's message for input they refuse.
+    """
+    *_, result = generate_stream(pipe, request, max_length_in_s, on_step)
+    return result
+
+
 def to_int16(audio: np.ndarray) -> np.ndarray:
     """Float waveform in [-1, 1] -> 16-bit PCM samples (clipped), as the page's WAV player gets them."""
     return (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype(np.int16)
+
+
+def wav_bytes(audio: np.ndarray, sampling_rate: int) -> bytes:
+    """A mono 16-bit WAV file, in memory, of a float waveform in [-1, 1] (clipped): one chunk for the page's
+    streaming player. Converted here, with `to_int16`, because Gradio would scale each float chunk by its own
+    peak, making the loudness jump from one chunk to the next."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(sampling_rate)
+        writer.writeframes(to_int16(audio).tobytes())
+    return buffer.getvalue()
 
 
 # ----------------------------------------------------------------------------------- mel image
