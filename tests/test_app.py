@@ -363,3 +363,35 @@ def test_build_demo_queues_one_generation_at_a_time(pipe):
     assert demo.api_open is False  # queued events have no REST route around the queue
     config = str(demo.config)
     assert "random-weights-banner" in config and "clips up to 1.0 s" in config
+
+
+def generate_handler(demo):
+    """The function behind the `/generate` endpoint, as Gradio calls it."""
+    return next(fn for fn in demo.fns.values() if fn.api_name == "generate").fn
+
+
+def wav_samples(data: bytes) -> np.ndarray:
+    with wave.open(io.BytesIO(data), "rb") as reader:
+        return np.frombuffer(reader.readframes(reader.getnframes()), dtype="<i2")
+
+
+def test_the_page_streams_the_chunks_then_shows_the_whole_clip(pipe):
+    gr = pytest.importorskip("gradio", reason='the web demo needs the "app" extra')
+    from instructaudio_diffusers.app import ui as app
+
+    demo = app.build_demo(
+        pipe, model_name="tiny-random", is_random=True, max_seconds=2.0, max_queue=3, stream_playback=True
+    )
+    on_generate = generate_handler(demo)
+    with pytest.raises(gr.Error, match="Speech needs a text"):  # refused before any chunk
+        next(on_generate("Speech", "A calm man.", "", False, 1.0, 2, 2.0, 3, False))
+
+    *streamed, final = on_generate("Speech", "A calm man.", "Hello.", False, 1.0, 2, 2.0, 3, False)
+    assert len(streamed) >= 3
+    for update in streamed:  # only the streaming player changes while the chunks come
+        assert update[:6] == (gr.skip(),) * 6 and isinstance(update[6], bytes)
+    sampling_rate, audio = final[0]
+    assert sampling_rate == 8000 and audio.dtype == np.int16 and audio.shape == (8000,)
+    np.testing.assert_array_equal(np.concatenate([wav_samples(update[6]) for update in streamed]), audio)
+    assert final[3].startswith("1.00 s of audio (requested)") and final[4] == 3
+    assert final[6] == gr.skip()  # the player plays on; it is not reset at the end

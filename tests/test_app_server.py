@@ -5,6 +5,7 @@ calls that run outside the queue while a generation runs.
 """
 
 import http.client
+import io
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("gradio", reason='the web demo needs the "app" extra')
@@ -108,6 +110,19 @@ def generation_time_s(port: int) -> float:
     kind, outputs = call(port, "generate", GOOD)
     assert kind == "complete", outputs
     return float(re.search(r"generated in ([0-9.]+) s", outputs[3]).group(1))
+
+
+def test_the_api_gives_the_whole_clip_as_a_wav_file(server):
+    # The page's streaming player is an extra output, last, so the earlier ones keep their places.
+    port, _, _ = server
+    kind, outputs = call(port, "generate", GOOD)
+    assert kind == "complete" and len(outputs) == 7, outputs
+    assert outputs[0]["path"].endswith(".wav") and not outputs[0]["is_stream"], outputs[0]
+    with urllib.request.urlopen(outputs[0]["url"], timeout=30) as response:
+        audio, sampling_rate = sf.read(io.BytesIO(response.read()))
+    assert sampling_rate == 8000 and len(audio) == 2 * 8000
+    assert outputs[3].startswith("2.00 s of audio (requested)")
+    assert outputs[6] == {"__type__": "update"}  # the streaming player: left as it is, no audio
 
 
 @pytest.mark.parametrize(

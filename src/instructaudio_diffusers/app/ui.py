@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 
 # Gradio reports usage to its servers by default; a local demo has no business calling out.
@@ -34,8 +35,9 @@ from .core import (  # noqa: E402 (after the environment is set for Gradio)
     MAX_SEED,
     MIN_GUIDANCE_SCALE,
     TASKS,
+    GenerationResult,
     describe_languages,
-    generate,
+    generate_stream,
     language_label,
     length_cap_in_s,
     load_pipeline,
@@ -43,6 +45,7 @@ from .core import (  # noqa: E402 (after the environment is set for Gradio)
     requested_length,
     to_int16,
     validate_request,
+    wav_bytes,
 )
 from .http_limits import RequestLimits, logger  # noqa: E402
 
@@ -105,9 +108,21 @@ def _blocks_class(gr):
 
 
 def build_demo(
-    pipe: InstructAudioPipeline, *, model_name: str, is_random: bool, max_seconds: float, max_queue: int
+    pipe: InstructAudioPipeline,
+    *,
+    model_name: str,
+    is_random: bool,
+    max_seconds: float,
+    max_queue: int,
+    stream_playback: bool | None = None,
 ):
     """Lay out the page and wire its events.
+
+    Playback starts with the vocoder's first chunk: Gradio's streaming player encodes the chunks as they come
+    (AAC, through FFmpeg) and serves them as a live HLS playlist. That player's final value is the playlist, a
+    lossy copy kept only as long as the session, not a WAV file, so it is a second player beside the full-clip
+    one, which gets the WAV at the end as before: the page keeps a lossless, downloadable clip, and the
+    `/generate` API keeps its outputs in their places (the player's is one more, last).
 
     Args:
         pipe: The pipeline every request runs on (one, shared: the queue lets one request at a time in).
@@ -115,12 +130,19 @@ def build_demo(
         is_random: Show the random-weights banner.
         max_seconds: `--max_seconds`; the cap is lower when the model cannot place that much audio.
         max_queue: Requests that may wait; more are turned away rather than piling up.
+        stream_playback: Stream the chunks to the page's player; default: when FFmpeg is on the PATH, which
+            Gradio's streaming player needs. Without it the player stays hidden and playback starts with the
+            full clip.
 
     Returns:
         The queued `gr.Blocks`, ready to `launch()`.
     """
     gr = _import_gradio()
     max_length_in_s = length_cap_in_s(pipe, max_seconds)
+    if stream_playback is None:
+        stream_playback = shutil.which("ffmpeg") is not None
+        if not stream_playback:
+            logger.warning("FFmpeg is not on the PATH: playback starts once the whole clip is generated.")
 
     def language_of(text) -> str:
         return language_label(text, pipe.processor)
@@ -159,25 +181,31 @@ def build_demo(
                 max_length_in_s,
             )
             progress(0, desc="Reading the text")
-            result = generate(
+            for item in generate_stream(
                 pipe,
                 request,
                 max_length_in_s,
                 on_step=lambda done, total: progress((done, total), desc="Denoising", unit="steps"),
-            )
+            ):
+                if isinstance(item, GenerationResult):
+                    result = item
+                elif stream_playback:
+                    # Only the streaming player changes until the whole clip is there.
+                    yield (*[gr.skip()] * 6, wav_bytes(item, pipe.sampling_rate))
         except (TypeError, ValueError) as err:
             # The processor's and the pipeline's messages already say what is wrong and where.
             raise refuse(gr, str(err)) from None
         for note in result.warnings:
             gr.Warning(note)
         progress(1.0, desc="Drawing the mel-spectrogram")
-        return (
+        yield (
             (result.sampling_rate, to_int16(result.audio)),
             mel_image(pipe, result.audio),
             " ".join(result.phonemes),
             result.summary(),
             result.seed,
             describe_languages(result.languages),
+            gr.skip(),  # the streaming player plays on to the end of what it was sent
         )
 
     blocks = _blocks_class(gr)(
@@ -247,6 +275,15 @@ def build_demo(
                         )
                 generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
             with gr.Column(scale=4):
+                stream_player = gr.Audio(
+                    label="Playback (streamed while generating)",
+                    streaming=True,
+                    autoplay=True,
+                    interactive=False,
+                    buttons=[],  # the download is the full clip's, below: a WAV, not the stream's AAC
+                    visible=stream_playback,
+                    elem_id="stream-audio",
+                )
                 audio = gr.Audio(
                     label="Audio", type="numpy", format="wav", interactive=False, elem_id="output-audio"
                 )
@@ -281,7 +318,7 @@ def build_demo(
                 seed,
                 randomize_seed,
             ],
-            outputs=[audio, mel, phonemes, info, seed, language],
+            outputs=[audio, mel, phonemes, info, seed, language, stream_player],
             api_name="generate",
             preprocess=False,
         )
